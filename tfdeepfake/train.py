@@ -1,0 +1,327 @@
+"""Train a detector: ``python -m tfdeepfake.train --model xception [--data DIR] ...``.
+
+Each run writes a folder (default ``runs/<model>-<timestamp>``) holding ``model.keras`` (best epoch by
+validation loss), ``config.json`` (every flag plus library versions), ``history.csv``, ``split.csv``,
+``metrics.json`` (validation, test and any ``--test-data`` figures, and the threshold chosen on validation),
+``report.md`` and PNG plots. ``--resume`` continues a run that was stopped, even by SIGKILL, from its last
+finished epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from tfdeepfake.config import OPTIMIZERS, PRECISIONS, TrainConfig
+from tfdeepfake.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE
+
+Log = Callable[[str], None]
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+def default_run_dir(model: str, root: str | Path = "runs") -> Path:
+    return Path(root) / f"{model}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def build_optimizer(config: TrainConfig) -> Any:
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=config.lr, momentum=0.9)
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=config.lr)
+    return keras.optimizers.AdamW(learning_rate=config.lr)
+
+
+def compile_model(model: Any, config: TrainConfig) -> Any:
+    """BCE on the logit (as the original's BCEWithLogitsLoss); accuracy at P(fake) = 0.5 and ROC AUC."""
+    model.compile(
+        optimizer=build_optimizer(config),
+        loss=keras.losses.BinaryCrossentropy(from_logits=True),
+        metrics=[
+            keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy"),
+            keras.metrics.AUC(from_logits=True, name="auc"),
+        ],
+        jit_compile=config.jit_compile,
+    )
+    return model
+
+
+def _model_kwargs(config: TrainConfig) -> dict[str, Any]:
+    return {"size": config.vit_size} if config.model == "vit" else {}
+
+
+class EpochLine(keras.callbacks.Callback):
+    """One line per epoch when stdout is not a terminal (logs, CI, captured notebook output)."""
+
+    def __init__(self, log: Log) -> None:
+        super().__init__()
+        self._log = log
+        self._start = time.perf_counter()
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        figures = " ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items()))
+        self._log(f"epoch {epoch + 1}: {figures} ({time.perf_counter() - self._start:.1f}s)")
+
+
+def _read_history(path: Path) -> dict[str, list[float]]:
+    import pandas as pd
+
+    if not path.is_file() or path.stat().st_size == 0:
+        return {}
+    frame = pd.read_csv(path)
+    return {c: frame[c].astype(float).tolist() for c in frame.columns if c != "epoch"}
+
+
+def _best_so_far(history: dict[str, list[float]]) -> float | None:
+    losses = history.get("val_loss") or []
+    return min(losses) if losses else None
+
+
+def train(config: TrainConfig, log: Log = _log) -> Path:
+    """Train one model as configured; return its run folder."""
+    from tfdeepfake import data as data_mod
+    from tfdeepfake import demo
+    from tfdeepfake.models import build_model
+    from tfdeepfake.runs import load_model
+
+    config.validate()
+    out = Path(config.out) if config.out else default_run_dir(config.model)
+    out.mkdir(parents=True, exist_ok=True)
+    config.out = str(out)
+    config.save(out / CONFIG_FILE)
+
+    keras.utils.set_random_seed(config.seed)
+    keras.mixed_precision.set_global_policy(config.precision)
+    image_size = config.resolved_image_size
+
+    if config.data is None:
+        root = demo.demo_dataset()
+        log(f"no --data given: using the built-in SYNTHETIC demo dataset at {root} "
+            "(results on it say nothing about real deepfakes; pass --data DIR for a real dataset)")
+    else:
+        root = Path(config.data)
+    index = data_mod.index_folder(
+        root, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
+        seed=config.seed, balance=config.balance,
+    )
+    index.write_manifest(out / "split.csv")
+    log(index.summary())
+    if "val" not in index.counts():
+        raise ValueError(f"{root}: no validation images (early stopping needs a validation split)")
+
+    augment = data_mod.AugmentConfig(
+        flip=config.augment_flip, jpeg=config.augment_jpeg, blur=config.augment_blur
+    )
+    common = {"image_size": image_size, "batch_size": config.batch_size, "seed": config.seed}
+    train_ds = data_mod.dataset_for(index, "train", training=True, augment=augment, **common)
+    val_ds = data_mod.dataset_for(index, "val", training=False, **common)
+
+    model = build_model(
+        config.model, image_size, l2=config.l2, dropout=config.dropout, **_model_kwargs(config)
+    )
+    compile_model(model, config)
+    log(f"model {config.model}: {model.count_params():,} parameters, image size {image_size}, "
+        f"optimizer {config.optimizer} lr {config.lr}, l2 {config.l2}, precision {config.precision}")
+
+    history_path = out / "history.csv"
+    previous = _read_history(history_path) if config.resume else {}
+    best = _best_so_far(previous)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(out / "backup")),
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.patience, restore_best_weights=True, verbose=1
+        ),
+        keras.callbacks.ModelCheckpoint(
+            str(out / MODEL_FILE), monitor="val_loss", save_best_only=True,
+            initial_value_threshold=best,
+        ),
+        keras.callbacks.CSVLogger(str(history_path), append=config.resume and history_path.exists()),
+        keras.callbacks.TensorBoard(str(out / "logs"), histogram_freq=0, write_graph=False),
+    ]
+    interactive = sys.stdout.isatty()
+    if not interactive:
+        callbacks.append(EpochLine(log))
+    class_weight = None
+    if not config.balance:
+        train_labels = index.frame.loc[index.frame["split"] == "train", "label"].to_numpy()
+        class_weight = data_mod.class_weights(train_labels)
+        log(f"class weights (no balancing): {class_weight}")
+
+    started = time.perf_counter()
+    model.fit(
+        train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks,
+        class_weight=class_weight, verbose=1 if interactive else 0,
+    )
+    train_seconds = time.perf_counter() - started
+
+    if not (out / MODEL_FILE).is_file():  # val_loss never improved on a finite value
+        model.save(out / MODEL_FILE)
+    best_model = load_model(out / MODEL_FILE)
+    history = _read_history(history_path)
+    summary = finish_run(best_model, index, config, history, train_seconds, log)
+    log(f"run folder: {out}")
+    log(summary)
+    return out
+
+
+def finish_run(
+    model: Any, index: Any, config: TrainConfig, history: dict[str, list[float]],
+    train_seconds: float, log: Log = _log,
+) -> str:
+    """Score validation/test/--test-data, choose the threshold, write metrics, plots and report."""
+    from tfdeepfake import data as data_mod
+    from tfdeepfake import plots
+    from tfdeepfake.metrics import binary_metrics, choose_threshold, evaluation_report
+    from tfdeepfake.report import run_report
+    from tfdeepfake.runs import predict_scores
+
+    out = Path(config.out or ".")
+    image_size = config.resolved_image_size
+    common = {"image_size": image_size, "batch_size": config.batch_size, "training": False}
+    val_y, val_p = predict_scores(model, data_mod.dataset_for(index, "val", **common))
+    threshold = choose_threshold(val_y, val_p)
+    results: dict[str, Any] = {
+        "model": config.model,
+        "threshold": threshold,
+        "params": int(model.count_params()),
+        "epochs_run": len(history.get("loss", [])),
+        "best_epoch": (int(min(range(len(history["val_loss"])), key=history["val_loss"].__getitem__)) + 1
+                       if history.get("val_loss") else None),
+        "train_seconds": round(train_seconds, 1),
+        "val": binary_metrics(val_y, val_p, threshold),
+    }
+    curves = {"validation": (val_y, val_p)}
+    if "test" in index.counts():
+        y, p = predict_scores(model, data_mod.dataset_for(index, "test", **common))
+        results["test"] = evaluation_report(y, p, threshold)
+        curves["test"] = (y, p)
+        plots.plot_confusion_matrix(results["test"]["confusion_matrix"], out / "confusion_matrix.png",
+                                    "test split, threshold 0.5")
+    results["test_data"] = {}
+    for folder in config.test_data:
+        other = data_mod.index_eval_folder(folder)
+        if other.skipped:
+            log(f"{folder}: skipped {len(other.skipped)} unreadable file(s)")
+        y, p = predict_scores(model, data_mod.dataset_for(other, "test", **common))
+        results["test_data"][str(folder)] = evaluation_report(y, p, threshold)
+        curves[Path(folder).name or str(folder)] = (y, p)
+        if "test" not in results:
+            plots.plot_confusion_matrix(results["test_data"][str(folder)]["confusion_matrix"],
+                                        out / "confusion_matrix.png", f"{folder}, threshold 0.5")
+    (out / METRICS_FILE).write_text(json.dumps(results, indent=2, default=float) + "\n")
+    if history:
+        plots.plot_history(history, out / "curves.png")
+    plots.plot_roc(curves, out / "roc.png")
+    report = run_report(config, index, results)
+    (out / "report.md").write_text(report)
+    return report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tfdeepfake.models import MODEL_NAMES
+
+    d = TrainConfig()
+    p = argparse.ArgumentParser(
+        prog="python -m tfdeepfake.train",
+        description="Train a deepfake image detector from scratch (real = 0, fake = 1).",
+    )
+    p.add_argument("--model", default=d.model, choices=[*MODEL_NAMES, "all"],
+                   help="architecture, or 'all' to train each in turn and compare (default: %(default)s)")
+    p.add_argument("--data", default=None,
+                   help="folder with real/ and fake/ (split 80/10/10 with --seed) or with train/val/test "
+                        "splits; default: a small built-in SYNTHETIC demo dataset")
+    p.add_argument("--test-data", action="append", default=[], metavar="DIR",
+                   help="another folder to evaluate on after training (repeatable)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="square input size (default 224; 64 on the demo data)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
+                   help="sgd uses momentum 0.9 as the original (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--l2", type=float, default=d.l2, help="L2 factor on every kernel")
+    p.add_argument("--dropout", type=float, default=d.dropout)
+    p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (epochs)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--out", default=None, help="run folder (default runs/<model>-<timestamp>)")
+    p.add_argument("--precision", choices=PRECISIONS, default=d.precision)
+    p.add_argument("--jit-compile", action="store_true", help="compile train steps with XLA")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out (or the newest runs/<model>-*) from its last epoch")
+    p.add_argument("--no-balance", dest="balance", action="store_false",
+                   help="keep every training image and use class weights instead of undersampling")
+    p.add_argument("--val-fraction", type=float, default=d.val_fraction)
+    p.add_argument("--test-fraction", type=float, default=d.test_fraction)
+    p.add_argument("--no-flip", dest="augment_flip", action="store_false")
+    p.add_argument("--no-jpeg", dest="augment_jpeg", action="store_false",
+                   help="no random JPEG re-compression")
+    p.add_argument("--no-blur", dest="augment_blur", action="store_false")
+    p.add_argument("--no-augment", action="store_true", help="switch all augmentation off")
+    p.add_argument("--vit-size", choices=("tiny", "small", "base"), default=d.vit_size)
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    values = {k: v for k, v in vars(args).items() if k != "no_augment"}
+    if args.no_augment:
+        values.update(augment_flip=False, augment_jpeg=False, augment_blur=False)
+    return TrainConfig(**values).validate()
+
+
+def _resume_config(config: TrainConfig) -> TrainConfig:
+    """Reload the saved config of the run to continue; the run folder must exist."""
+    if config.out is None:
+        candidates = sorted(Path("runs").glob(f"{config.model}-*"), key=lambda p: p.stat().st_mtime)
+        if not candidates:
+            raise ValueError(f"--resume: no run folder runs/{config.model}-* to continue; pass --out RUN")
+        config.out = str(candidates[-1])
+    saved = Path(config.out) / CONFIG_FILE
+    if not saved.is_file():
+        raise ValueError(f"--resume: {saved} not found (is {config.out} a run folder?)")
+    resumed = TrainConfig.load(saved)
+    resumed.resume, resumed.out = True, config.out
+    return resumed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+        if config.resume:
+            config = _resume_config(config)
+        if config.model != "all":
+            train(config)
+            return 0
+        from tfdeepfake.models import MODEL_NAMES
+        from tfdeepfake.report import comparison_table
+
+        parent = Path(config.out) if config.out else default_run_dir("all")
+        runs = []
+        for name in MODEL_NAMES:
+            one = TrainConfig(**{**config.to_dict(), "model": name, "out": str(parent / name)})
+            runs.append(train(one))
+        table = comparison_table(runs)
+        (parent / "comparison.md").write_text(table)
+        _log(table)
+        return 0
+    except (ValueError, FileNotFoundError) as exc:
+        parser.exit(2, f"error: {exc}\n")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
