@@ -1,0 +1,459 @@
+"""Tests of tfdeepfake.data (indexing, validation, splits, pipelines) and tfdeepfake.demo."""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from tfdeepfake import CLASS_NAMES, data, demo
+from tfdeepfake.data import AugmentConfig, DataError
+
+SIZE = 32
+
+
+def _labels_by_folder(index: data.DataIndex) -> dict[str, set[int]]:
+    """Class folder name (as on disk) -> labels given to its files."""
+    out: dict[str, set[int]] = {}
+    for path, label in zip(index.frame["path"], index.frame["label"], strict=True):
+        out.setdefault(Path(path).parent.name, set()).add(int(label))
+    return out
+
+
+def _epoch(ds) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds], strict=True)
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+# -- layouts and labels ---------------------------------------------------------------------------
+
+def test_label_polarity_case_insensitive(tiny_dataset):
+    assert CLASS_NAMES == ("real", "fake")
+    root = tiny_dataset(5, class_names=("Real", "FAKE"))
+    index = data.index_folder(root)
+    assert index.layout == "classes"
+    assert _labels_by_folder(index) == {"Real": {0}, "FAKE": {1}}
+    assert all(Path(p).is_absolute() for p in index.frame["path"])
+    assert set(index.frame.columns) >= {"path", "label", "split"}
+
+
+def test_wrong_folder_names_error(tmp_path, tiny_dataset):
+    root = tiny_dataset(3, class_names=("cats", "dogs"))
+    with pytest.raises(ValueError, match=r"cats/.*dogs/.*expected.*real/ and fake/"):
+        data.index_folder(root)
+    mixed = tiny_dataset(3)
+    (mixed / "train").mkdir()  # a split folder beside class folders
+    with pytest.raises(DataError, match=r"fake/.*real/"):
+        data.index_folder(mixed)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    Image.new("RGB", (8, 8)).save(flat / "a.png")
+    with pytest.raises(DataError, match="no sub-folders"):
+        data.index_folder(flat)
+
+
+def test_split_sizes_80_10_10_and_fractions(tiny_dataset):
+    root = tiny_dataset(20)
+    index = data.index_folder(root, seed=3)
+    assert index.counts() == {"train": {"real": 16, "fake": 16}, "val": {"real": 2, "fake": 2},
+                              "test": {"real": 2, "fake": 2}}
+    other = data.index_folder(root, val_fraction=0.25, test_fraction=0.0)
+    assert other.counts() == {"train": {"real": 15, "fake": 15}, "val": {"real": 5, "fake": 5}}
+    with pytest.raises(ValueError, match="fraction"):
+        data.index_folder(root, val_fraction=0.6, test_fraction=0.5)
+
+
+def test_split_is_seeded_and_location_independent(tiny_dataset, tmp_path):
+    root = tiny_dataset(20)
+    a = data.index_folder(root, seed=7)
+    b = data.index_folder(root, seed=7)
+    pd.testing.assert_frame_equal(a.frame, b.frame)
+    c = data.index_folder(root, seed=8)
+    assert not a.frame["split"].equals(c.frame["split"])
+    moved = shutil.copytree(root, tmp_path / "elsewhere" / "copy")
+    d = data.index_folder(moved, seed=7)
+    rel = [Path(p).relative_to(root).as_posix() for p in a.frame["path"]]
+    rel_d = [Path(p).relative_to(moved).as_posix() for p in d.frame["path"]]
+    assert rel == rel_d and a.frame["split"].tolist() == d.frame["split"].tolist()
+
+
+def test_splits_layout_kaggle_names(tiny_dataset):
+    root = tiny_dataset({"Train": 6, "Validation": 3, "Test": 2}, layout="splits",
+                        splits=("Train", "Validation", "Test"), class_names=("Real", "Fake"))
+    index = data.index_folder(root)
+    assert index.layout == "splits"
+    assert index.counts() == {"train": {"real": 6, "fake": 6}, "val": {"real": 3, "fake": 3},
+                              "test": {"real": 2, "fake": 2}}
+    for split, folder in (("train", "Train"), ("val", "Validation"), ("test", "Test")):
+        rows = index.rows(split)
+        assert all(Path(p).relative_to(root).parts[0] == folder for p in rows["path"])
+        assert all((Path(p).parent.name == "Fake") == bool(lab)
+                   for p, lab in zip(rows["path"], rows["label"], strict=True))
+
+
+def test_splits_layout_train_only_carves_val(tiny_dataset):
+    root = tiny_dataset(10, layout="splits", splits=("train",))
+    index = data.index_folder(root, val_fraction=0.2, seed=1)
+    assert index.counts() == {"train": {"real": 8, "fake": 8}, "val": {"real": 2, "fake": 2}}
+    notes = " ".join(index.notes)
+    assert "no val/ folder" in notes and "no test/ folder" in notes
+    assert "no test/ folder" in index.summary()
+    root2 = tiny_dataset(4, layout="splits", splits=("val", "test"))
+    with pytest.raises(DataError, match="no train/ folder"):
+        data.index_folder(root2)
+
+
+def test_nested_subfolders_count(tiny_dataset):
+    root = tiny_dataset(3)
+    from conftest import write_tiny_images
+
+    write_tiny_images(root / "fake" / "gen_a" / "deeper", 2, fake=True, prefix="nested")
+    index = data.index_folder(root, balance=False)
+    assert sum(index.frame["label"] == 1) == 5
+    assert sum(index.frame["path"].str.contains("deeper")) == 2
+
+
+# -- balancing and class weights ------------------------------------------------------------------
+
+def test_balanced_train_split(tiny_dataset):
+    root = tiny_dataset(12, n_fake=30)
+    index = data.index_folder(root, seed=5)
+    c = index.counts()
+    assert c["train"]["real"] == c["train"]["fake"] == 10
+    assert c["val"] == {"real": 1, "fake": 3} and c["test"] == {"real": 1, "fake": 3}
+    assert c["unused"] == {"real": 0, "fake": 14}
+    again = data.index_folder(root, seed=5)
+    pd.testing.assert_frame_equal(index.frame, again.frame)
+    other = data.index_folder(root, seed=6)
+    assert set(index.rows("unused")["path"]) != set(other.rows("unused")["path"])
+    full = data.index_folder(root, seed=5, balance=False)
+    assert full.counts()["train"] == {"real": 10, "fake": 24} and "unused" not in full.counts()
+    # balancing only re-labels training rows: val/test identical with and without it
+    for split in ("val", "test"):
+        assert index.rows(split)["path"].tolist() == full.rows(split)["path"].tolist()
+
+
+def test_class_weights():
+    w = data.class_weights([0] * 10 + [1] * 30)
+    assert w == pytest.approx({0: 2.0, 1: 40 / 60})
+    assert data.class_weights(np.array([0, 1, 1, 0])) == {0: 1.0, 1: 1.0}
+    with pytest.raises(ValueError, match="no fake"):
+        data.class_weights([0, 0])
+    with pytest.raises(ValueError):
+        data.class_weights([0, 2])
+
+
+# -- bad and unusual files ------------------------------------------------------------------------
+
+def _rgb(h: int = 20, w: int = 24, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def _write_unusual(folder: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Write unusual-but-valid images (name -> expected RGB) and bad files (name -> reason word)."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    base = _rgb()
+    good: dict[str, np.ndarray] = {}
+    Image.fromarray(base).convert("L").save(folder / "gray.png")
+    good["gray.png"] = np.asarray(Image.fromarray(base).convert("L").convert("RGB"))
+    alpha = np.random.default_rng(1).integers(0, 256, base.shape[:2], dtype=np.uint8)
+    Image.fromarray(np.dstack([base, alpha])).save(folder / "rgba.png")
+    good["rgba.png"] = base
+    pal = Image.fromarray(base).convert("P")
+    pal.save(folder / "palette.png")
+    good["palette.png"] = np.asarray(pal.convert("RGB"))
+    Image.fromarray(base).convert("CMYK").save(folder / "cmyk.jpg", quality=95)
+    good["cmyk.jpg"] = np.asarray(Image.open(folder / "cmyk.jpg").convert("RGB"))
+    deep = base.astype(np.uint16) * 257 + np.random.default_rng(2).integers(0, 256, base.shape,
+                                                                             dtype=np.uint16)
+    cv2.imwrite(str(folder / "rgb16.png"), deep[..., ::-1])
+    assert Image.open(folder / "rgb16.png").mode == "RGB"  # Pillow reads 16-bit RGB as 8-bit
+    good["rgb16.png"] = np.asarray(Image.open(folder / "rgb16.png").convert("RGB"))
+    assert np.array_equal(good["rgb16.png"], (deep >> 8).astype(np.uint8))
+    cv2.imwrite(str(folder / "gray16.png"), deep[..., 0])
+    # Pillow's convert("RGB") clips 16-bit grayscale instead of scaling it: expect the top 8 bits.
+    good["gray16.png"] = np.repeat((deep[..., :1] >> 8).astype(np.uint8), 3, axis=-1)
+    Image.fromarray(base).convert("P").save(folder / "anim.gif")
+    good["anim.gif"] = np.asarray(Image.open(folder / "anim.gif").convert("RGB"))
+    Image.fromarray(base).convert("P").save(folder / "palette.bmp")  # TF alone decodes this wrong
+    good["palette.bmp"] = np.asarray(Image.open(folder / "palette.bmp").convert("RGB"))
+    Image.fromarray(base).save(folder / "lossless.webp", lossless=True)
+    good["lossless.webp"] = base
+    Image.fromarray(base).save(folder / "image.tiff")
+    good["image.tiff"] = base
+    Image.fromarray(base).save(folder / "png_named.jpg", format="PNG")  # content, not extension
+    good["png_named.jpg"] = base
+
+    bad = {"zero.jpg": "empty", "text.jpg": "not an image", "notes.txt": "not an image",
+           "random.png": "not an image", "truncated.jpg": "truncated"}
+    (folder / "zero.jpg").write_bytes(b"")
+    (folder / "text.jpg").write_text("this is not a picture\n")
+    (folder / "notes.txt").write_text("notes about the data\n")
+    (folder / "random.png").write_bytes(np.random.default_rng(3).bytes(500))
+    buf = io.BytesIO()
+    Image.fromarray(_rgb(64, 64, seed=4)).save(buf, "JPEG", quality=90)
+    (folder / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    return good, bad
+
+
+def test_bad_and_unusual_files(tiny_dataset):
+    root = tiny_dataset(4, fmt="mixed")
+    good, bad = _write_unusual(root / "fake" / "odd")
+    (root / "real" / ".DS_Store").write_bytes(b"\0\0junk")  # hidden files are ignored silently
+    index = data.index_folder(root, balance=False, val_fraction=0.0, test_fraction=0.0)
+
+    skipped = {Path(p).name: r for p, r in index.skipped}
+    assert set(skipped) == set(bad)
+    for name, word in bad.items():
+        assert word in skipped[name], (name, skipped[name])
+    kept = {Path(p).name: p for p in index.frame["path"] if "/odd/" in p}
+    assert set(kept) == set(good)
+    for name, expected in good.items():
+        got = data.load_image(kept[name])
+        assert got.dtype == np.uint8 and got.shape == expected.shape, name
+        diff = np.abs(got.astype(int) - expected.astype(int))
+        if name.endswith(".jpg") and name != "png_named.jpg":  # JPEG decoders differ slightly
+            assert diff.mean() < 2.0 and diff.max() <= 12, (name, diff.mean(), diff.max())
+        else:
+            assert diff.max() == 0, (name, diff.max())
+    for name in bad:
+        with pytest.raises(DataError, match=re.escape(name)):
+            data.load_image(root / "fake" / "odd" / name)
+
+    # A full training epoch yields exactly the valid images, and val-style order matches load_image.
+    n_valid = len(index.frame)
+    assert n_valid == 8 + len(good)
+    ds = data.dataset_for(index, "train", image_size=SIZE, batch_size=5, training=True,
+                          augment=AugmentConfig(), seed=0)
+    x, y = _epoch(ds)
+    assert x.shape == (n_valid, SIZE, SIZE, 3) and x.dtype == np.float32
+    assert y.shape == (n_valid, 1) and y.dtype == np.float32 and y.sum() == 4 + len(good)
+    assert x.min() >= 0 and x.max() <= 255
+    rows = index.rows("train")
+    x2, y2 = _epoch(data.make_dataset(rows["path"], rows["label"], image_size=SIZE, batch_size=5))
+    expected = np.stack([data.load_image(p, SIZE) for p in rows["path"]]).astype(np.float32)
+    np.testing.assert_array_equal(x2, expected)
+    np.testing.assert_array_equal(y2[:, 0], rows["label"].to_numpy(np.float32))
+
+
+def test_runtime_decode_failure_is_dropped_not_fatal(tiny_dataset):
+    root = tiny_dataset(3)
+    paths = sorted(str(p) for p in (root / "real").iterdir())
+    broken = root / "real" / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")  # bypasses validation on purpose
+    x, _ = _epoch(data.make_dataset([*paths, str(broken)], [0] * 4, image_size=SIZE,
+                                    batch_size=2))
+    assert len(x) == 3
+
+
+def test_missing_empty_and_single_class_errors(tmp_path, tiny_dataset):
+    missing = tmp_path / "nope"
+    with pytest.raises(DataError, match=re.escape(str(missing))):
+        data.index_folder(missing)
+    root = tiny_dataset(3)
+    for f in (root / "fake").iterdir():
+        f.unlink()
+    (root / "fake" / "zero.png").write_bytes(b"")
+    with pytest.raises(DataError, match=re.escape(str(root / "fake")) + r".*no usable images"):
+        data.index_folder(root)
+    single = tiny_dataset(3)
+    shutil.rmtree(single / "fake")
+    with pytest.raises(DataError, match=re.escape(str(single)) + r".*missing fake/"):
+        data.index_folder(single)
+    with pytest.raises(DataError, match=re.escape(str(single))):
+        data.index_eval_folder(single)
+
+
+def test_manifest_and_summary(tiny_dataset, tmp_path):
+    root = tiny_dataset(10, n_fake=12)
+    (root / "real" / "empty.jpg").write_bytes(b"")
+    index = data.index_folder(root, seed=2)
+    out = index.write_manifest(tmp_path / "run")  # a folder -> run/split.csv
+    assert out == tmp_path / "run" / "split.csv"
+    m = pd.read_csv(out, keep_default_na=False)
+    assert list(m.columns) == ["path", "label", "split", "reason"]
+    assert len(m) == 10 + 12 + 1
+    row = m[m["split"] == "skipped"].iloc[0]
+    assert row["path"].endswith("empty.jpg") and row["label"] == 0 and "empty" in row["reason"]
+    kept = m[m["split"] != "skipped"]
+    assert (kept["reason"] == "").all()
+    assert sorted(kept["path"]) == sorted(index.frame["path"])
+    counts = kept.groupby(["split", "label"]).size()
+    for split, c in index.counts().items():
+        assert counts.get((split, 0), 0) == c["real"] and counts.get((split, 1), 0) == c["fake"]
+    assert index.write_manifest(tmp_path / "x.csv") == tmp_path / "x.csv"
+    text = index.summary()
+    assert "empty.jpg" in text and "empty file" in text and "train" in text and "unused" in text
+
+
+def test_index_eval_folder(tiny_dataset):
+    root = tiny_dataset(4, class_names=("REAL", "Fake"))
+    ev = data.index_eval_folder(root)
+    assert ev.counts() == {"test": {"real": 4, "fake": 4}}
+    splits = tiny_dataset({"train": 3, "test": 2}, layout="splits", splits=("train", "test"))
+    ev2 = data.index_eval_folder(splits)
+    assert ev2.counts() == {"test": {"real": 2, "fake": 2}}
+    assert all("/test/" in p for p in ev2.frame["path"])
+    no_test = tiny_dataset(3, layout="splits", splits=("train", "val"))
+    with pytest.raises(DataError, match="no test/ folder"):
+        data.index_eval_folder(no_test)
+    ds = data.dataset_for(ev, "test", image_size=SIZE, batch_size=3)
+    with pytest.raises(DataError, match="'val' split is empty"):
+        data.dataset_for(ev, "val", image_size=SIZE, batch_size=3)
+    assert sum(len(y) for _, y in ds) == 8
+
+
+# -- pipeline and augmentation --------------------------------------------------------------------
+
+def test_augmentation_train_only(tiny_dataset):
+    root = tiny_dataset(6)
+    index = data.index_folder(root, balance=False, val_fraction=0.34, test_fraction=0.0)
+    rows = index.rows("train")
+    clean = {p: data.load_image(p, SIZE).astype(np.float32) for p in rows["path"]}
+    clean_set = list(clean.values())
+    jpeg_only = AugmentConfig(flip=False, blur=False, jpeg_prob=1.0)
+    x, _ = _epoch(data.dataset_for(index, "train", image_size=SIZE, batch_size=4, training=True,
+                                   augment=jpeg_only, seed=1))
+    assert x.dtype == np.float32 and x.min() >= 0 and x.max() <= 255
+    assert not any(np.array_equal(a, c) for a in x for c in clean_set)  # every image changed
+    # ...but only mildly (same content)
+    assert min(np.abs(x[0] - c).mean() for c in clean_set) < 12
+    blur_only = AugmentConfig(flip=False, jpeg=False, blur_prob=1.0)
+    xb, _ = _epoch(data.dataset_for(index, "train", image_size=SIZE, batch_size=4, training=True,
+                                    augment=blur_only, seed=1))
+    assert not any(np.array_equal(a, c) for a in xb for c in clean_set)
+    for a in xb:  # each blurred image is smoother than its (nearest) clean original
+        c = min(clean_set, key=lambda c: np.abs(a - c).mean())
+        assert np.abs(np.diff(a, axis=1)).mean() < np.abs(np.diff(c, axis=1)).mean()
+    # No augmentation: the training images are exactly the clean ones (shuffled).
+    xn, _ = _epoch(data.dataset_for(index, "train", image_size=SIZE, batch_size=4, training=True,
+                                    augment=None, seed=1))
+    assert sorted(a.tobytes() for a in xn) == sorted(c.tobytes() for c in clean_set)
+    # Val / test are never augmented, even when an augmentation config is passed.
+    val_rows = index.rows("val")
+    xv, _ = _epoch(data.dataset_for(index, "val", image_size=SIZE, batch_size=4, training=False,
+                                    augment=AugmentConfig(jpeg_prob=1.0, blur_prob=1.0)))
+    np.testing.assert_array_equal(
+        xv, np.stack([data.load_image(p, SIZE) for p in val_rows["path"]]).astype(np.float32))
+
+
+def test_training_pipeline_deterministic_and_reshuffled(tiny_dataset):
+    root = tiny_dataset(8)
+    index = data.index_folder(root, balance=False, val_fraction=0.0, test_fraction=0.0)
+
+    def make():
+        return data.dataset_for(index, "train", image_size=SIZE, batch_size=4, training=True,
+                                augment=AugmentConfig(), seed=11)
+
+    ds1 = make()
+    e1, y1 = _epoch(ds1)
+    e2, _ = _epoch(ds1)
+    f1, z1 = _epoch(make())
+    np.testing.assert_array_equal(e1, f1)
+    np.testing.assert_array_equal(y1, z1)
+    assert not np.array_equal(e1, e2)  # a new order / new augmentation each epoch
+
+
+def test_make_dataset_argument_errors():
+    with pytest.raises(ValueError, match="labels"):
+        data.make_dataset(["a", "b"], [0], image_size=SIZE, batch_size=2)
+    with pytest.raises(ValueError, match="image_size"):
+        data.make_dataset(["a"], [0], image_size=2, batch_size=2)
+    with pytest.raises(DataError, match="not found"):
+        data.load_image("/definitely/not/here.png")
+
+
+def test_keras_thin_path(tiny_dataset):
+    root = tiny_dataset(3, class_names=("Real", "Fake"))
+    ds = data.keras_folder_dataset(root, image_size=SIZE, batch_size=6)
+    x, y = _epoch(ds)
+    assert x.shape == (6, SIZE, SIZE, 3) and x.dtype == np.float32 and y.shape == (6, 1)
+    assert y[:, 0].tolist() == [0, 0, 0, 1, 1, 1]
+
+
+# -- demo dataset ---------------------------------------------------------------------------------
+
+def test_demo_dataset_created_reused_and_not_trivial(tmp_path):
+    root = demo.demo_dataset(tmp_path / "demo", n_per_class=60, image_size=32, seed=1)
+    assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == [
+        "README.txt", "fake", "real"]
+    assert "SYNTHETIC" in (root / "README.txt").read_text()
+    first = root / "real" / "real_0000.png"
+    mtime = first.stat().st_mtime_ns
+    assert demo.demo_dataset(tmp_path / "demo", n_per_class=60, image_size=32, seed=1) == root
+    assert first.stat().st_mtime_ns == mtime  # reused, not rewritten
+    index = data.index_folder(root)
+    assert index.layout == "classes" and not index.skipped
+    assert sum(c["real"] + c["fake"] for c in index.counts().values()) == 120
+    # other parameters in the same folder -> regenerated; a foreign folder is never overwritten
+    demo.demo_dataset(tmp_path / "demo", n_per_class=10, image_size=32, seed=1)
+    assert len(list((root / "fake").glob("*.png"))) == 10
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("x")
+    with pytest.raises(ValueError, match="not a tfdeepfake demo dataset"):
+        demo.demo_dataset(foreign)
+
+    real = np.stack([np.asarray(Image.open(p)) for p in sorted((tmp_path / "demo" / "real").iterdir())])
+    fake = np.stack([np.asarray(Image.open(p)) for p in sorted((tmp_path / "demo" / "fake").iterdir())])
+    assert real.shape == fake.shape == (10, 32, 32, 3)
+
+
+def _best_threshold_accuracy(a: np.ndarray, b: np.ndarray) -> float:
+    v = np.concatenate([a, b])
+    y = np.r_[np.zeros(len(a)), np.ones(len(b))]
+    return max(max(((v > t) == y).mean(), ((v <= t) == y).mean()) for t in np.unique(v))
+
+
+def test_demo_not_separable_by_brightness_but_learnable():
+    real, fake = demo.generate_images(n_per_class=200, image_size=32, seed=3)
+    r, f = real.astype(float).mean(-1), fake.astype(float).mean(-1)
+    # two global features: mean brightness and contrast -> neither alone nor together separates
+    feats = [np.stack([x.mean((1, 2)), x.std((1, 2))], 1) for x in (r, f)]
+    for k in range(2):
+        assert _best_threshold_accuracy(feats[0][:, k], feats[1][:, k]) < 0.65
+    both = np.concatenate(feats)
+    z = (both - both.mean(0)) / both.std(0)
+    y = np.r_[np.zeros(200), np.ones(200)]
+    centroids = np.stack([z[y == 0].mean(0), z[y == 1].mean(0)])
+    pred = np.argmin(((z[:, None] - centroids[None]) ** 2).sum(-1), 1)
+    assert (pred == y).mean() < 0.65
+    lo, hi = max(feats[0][:, 0].min(), feats[1][:, 0].min()), min(feats[0][:, 0].max(),
+                                                                   feats[1][:, 0].max())
+    assert hi - lo > 80  # brightness ranges overlap almost fully
+    # ...while the upsampling artefact is there to learn: the checkerboard phase difference
+    cb = [np.abs(x[:, 1::2, 1::2].mean((1, 2)) - x[:, ::2, ::2].mean((1, 2))) for x in (r, f)]
+    assert _best_threshold_accuracy(cb[0], cb[1]) > 0.9
+
+
+# -- the real shared data -------------------------------------------------------------------------
+
+def test_shared_rvf10k_train(shared_data):
+    started = time.perf_counter()
+    index = data.index_folder(shared_data / "rvf10k" / "train")
+    seconds = time.perf_counter() - started
+    assert not index.skipped
+    total = {"real": 0, "fake": 0}
+    for c in index.counts().values():
+        total["real"] += c["real"]
+        total["fake"] += c["fake"]
+    assert total == {"real": 1500, "fake": 1500}
+    assert index.counts()["train"] == {"real": 1200, "fake": 1200}
+    assert seconds < 20, f"indexing 3000 files took {seconds:.1f} s"
+    ds = data.dataset_for(index, "train", image_size=128, batch_size=32, training=True,
+                          augment=AugmentConfig(), seed=0, cache=False)
+    started = time.perf_counter()
+    for i, (x, y) in enumerate(ds.take(5)):  # noqa: B007
+        assert x.shape == (32, 128, 128, 3) and x.dtype.name == "float32"
+        assert y.shape == (32, 1)
+        assert 0 <= float(x.numpy().min()) and float(x.numpy().max()) <= 255
+    assert i == 4 and time.perf_counter() - started < 30

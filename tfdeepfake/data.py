@@ -1,0 +1,685 @@
+"""Folder indexing, file validation, splits, balancing, tf.data pipelines and augmentation.
+
+Accepted layouts (folder names matched case-insensitively, hidden files/folders ignored, images in
+nested sub-folders of a class folder count, files directly in the root such as a README ignored):
+
+* ``classes``: ``ROOT/real/...`` and ``ROOT/fake/...`` -> a seeded, stratified train/val/test split
+  (default 80/10/10).
+* ``splits``: ``ROOT/{train,val,test}/{real,fake}/...`` (aliases: ``training``; ``valid``,
+  ``validation``; ``testing``), e.g. Kaggle's ``Dataset/Train/Real`` -> used as given. Without a
+  ``val`` folder the validation split is carved (seeded, stratified) from ``train``; a missing
+  ``test`` folder is allowed and reported in :attr:`DataIndex.notes`.
+
+Every file is validated *before* training (Pillow ``open`` + ``load`` with truncated images refused,
+in a thread pool): empty, non-image, corrupt and truncated files are skipped and reported as
+``(path, reason)``. Grayscale, RGBA, palette, CMYK and 16-bit images are kept and always come out
+as 3-channel RGB in 0-255. JPEG and PNG are decoded by TensorFlow
+(``tf.io.decode_image(channels=3, expand_animations=False)``, which handles CMYK JPEG and 16-bit PNG);
+every other format Pillow can read (GIF, BMP, WebP, TIFF, ...) is decoded through Pillow inside the
+pipeline. BMP is deliberately *not* left to TensorFlow: its decoder silently returns wrong colours for
+8-bit palette BMPs. EXIF orientation is ignored (pixels are used as stored), as by TensorFlow/Keras.
+
+Why not ``keras.utils.image_dataset_from_directory``: it lists files by extension (a ``notes.txt``
+or a misnamed file is silently ignored or crashes the epoch instead of being reported), matches
+class folders case-sensitively, cannot skip corrupt files, split three ways or balance classes.
+:func:`make_dataset` therefore builds the same pipeline it builds internally (``from_tensor_slices``
+over paths -> parallel read + ``decode_image`` + bilinear ``tf.image.resize`` -> batch -> prefetch)
+from the *validated* file list, adding a cache, seeded shuffling and augmentation.
+:func:`keras_folder_dataset` is the thin Keras path for an already clean ``real/ fake/`` folder.
+
+Everything is deterministic given the seed: the same files and seed always give the same split (paths
+are ordered by their path relative to the root, so moving the folder does not change it).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from tfdeepfake import CLASS_NAMES
+
+__all__ = [
+    "AugmentConfig",
+    "DataError",
+    "DataIndex",
+    "augment_image",
+    "class_weights",
+    "dataset_for",
+    "index_eval_folder",
+    "index_folder",
+    "keras_folder_dataset",
+    "load_image",
+    "make_dataset",
+    "steps_per_epoch",
+    "validate_files",
+]
+
+SPLITS: tuple[str, str, str] = ("train", "val", "test")
+_SPLIT_ALIASES = {
+    "train": "train", "training": "train",
+    "val": "val", "valid": "val", "validation": "val",
+    "test": "test", "testing": "test",
+}
+_CLASS_LABELS = {name: label for label, name in enumerate(CLASS_NAMES)}  # real=0, fake=1
+_IGNORED_DIRS = {"__macosx"}
+_EXPECTED = ("expected class folders real/ and fake/, or split folders train/ [val/] [test/] "
+             "each holding real/ and fake/ (names are case-insensitive)")
+_MIN_IMAGE_SIZE = 8
+
+
+class DataError(ValueError):
+    """A data folder cannot be used as given (the message names the path and what is wrong)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Index
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class DataIndex:
+    """Every image of a data folder with its label and split, plus the skipped files.
+
+    ``frame`` columns: ``path`` (absolute str), ``label`` (0 real / 1 fake), ``split`` (``train`` /
+    ``val`` / ``test``; ``unused`` for training images dropped by class balancing).
+    """
+
+    frame: pd.DataFrame
+    skipped: list[tuple[str, str]]
+    root: Path
+    layout: str  # "classes" | "splits"
+    seed: int = 1337
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    balanced: bool = True
+    notes: list[str] = field(default_factory=list)
+    skipped_labels: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def rows(self, split: str) -> pd.DataFrame:
+        """The rows of one split, in index order."""
+        return self.frame[self.frame["split"] == split]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """``{split: {"real": n, "fake": n}}`` for every split holding at least one image."""
+        out: dict[str, dict[str, int]] = {}
+        for split in (*SPLITS, "unused"):
+            rows = self.rows(split)
+            if len(rows):
+                out[split] = {name: int((rows["label"] == lab).sum())
+                              for lab, name in enumerate(CLASS_NAMES)}
+        return out
+
+    def manifest(self) -> pd.DataFrame:
+        """All files, kept and skipped: columns ``path, label, split, reason``."""
+        kept = self.frame[["path", "label", "split"]].assign(reason="")
+        skipped = pd.DataFrame(
+            {
+                "path": [p for p, _ in self.skipped],
+                "label": [self.skipped_labels.get(p, -1) for p, _ in self.skipped],
+                "split": "skipped",
+                "reason": [r for _, r in self.skipped],
+            },
+            columns=["path", "label", "split", "reason"],
+        )
+        parts = [f for f in (kept, skipped) if len(f)]
+        if not parts:
+            return kept
+        return pd.concat(parts, ignore_index=True).astype({"label": int})
+
+    def write_manifest(self, path: str | Path) -> Path:
+        """Write the manifest CSV (a folder -> ``folder/split.csv``); return the file written."""
+        path = Path(path)
+        if path.is_dir() or not path.suffix:
+            path = path / "split.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.manifest().to_csv(path, index=False)
+        return path
+
+    def summary(self) -> str:
+        """Human-readable counts per split and class, notes, and the skipped files with reasons."""
+        counts = self.counts()
+        lines = [f"data: {self.root} ({self.layout} layout, seed {self.seed}, "
+                 f"{'balanced' if self.balanced else 'unbalanced'} training split)",
+                 f"  {'split':<8}{'real':>8}{'fake':>8}{'total':>8}"]
+        for split, c in counts.items():
+            lines.append(f"  {split:<8}{c['real']:>8}{c['fake']:>8}{c['real'] + c['fake']:>8}")
+        lines += [f"  note: {n}" for n in self.notes]
+        if self.skipped:
+            lines.append(f"  skipped {len(self.skipped)} file(s):")
+            lines += [f"    {p}: {r}" for p, r in self.skipped]
+        else:
+            lines.append("  skipped 0 files")
+        return "\n".join(lines)
+
+
+def index_folder(
+    root: str | Path,
+    *,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int = 1337,
+    balance: bool = True,
+) -> DataIndex:
+    """Index, validate, split and (by default) balance a data folder for training.
+
+    ``val_fraction``/``test_fraction`` apply to the ``classes`` layout (and ``val_fraction`` to a
+    ``splits`` layout without a val folder). ``balance`` undersamples the larger class of the train
+    split only (seeded); dropped rows get split ``unused``.
+    """
+    if not (0.0 <= val_fraction < 1.0 and 0.0 <= test_fraction < 1.0
+            and val_fraction + test_fraction < 1.0):
+        raise ValueError(f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must be "
+                         "in [0, 1) with a sum below 1")
+    root = _check_dir(root)
+    layout, folders = _detect_layout(root)
+    notes: list[str] = []
+    if layout == "classes":
+        files, skipped, skipped_labels = _collect(root, folders)
+        frame = _split_classes(files, root, seed, val_fraction, test_fraction)
+    else:
+        if "train" not in folders:
+            raise DataError(f"{root}: split folders {sorted(folders)} found but no train/ folder")
+        per_split: dict[str, pd.DataFrame] = {}
+        skipped, skipped_labels = [], {}
+        for split in SPLITS:
+            if split not in folders:
+                continue
+            classes = _class_folders(folders[split])
+            files, sk, sk_lab = _collect(folders[split], classes)
+            skipped += sk
+            skipped_labels.update(sk_lab)
+            per_split[split] = pd.DataFrame(
+                {"path": [p for p, _ in files], "label": [lab for _, lab in files], "split": split})
+        if "val" not in per_split:
+            if val_fraction <= 0:
+                raise DataError(f"{root}: no val/ folder and val_fraction is 0: no validation split")
+            train = per_split["train"]
+            carved = _split_classes(list(zip(train["path"], train["label"], strict=True)),
+                                    root, seed, val_fraction, 0.0)
+            per_split["train"] = carved
+            notes.append(f"no val/ folder: {val_fraction:.0%} of train carved out as validation "
+                         f"(stratified, seed {seed})")
+        if "test" not in per_split:
+            notes.append("no test/ folder: no test split")
+        frame = pd.concat([per_split[s] for s in SPLITS if s in per_split], ignore_index=True)
+    if balance:
+        frame = _balance(frame, seed)
+    frame = frame.reset_index(drop=True).astype({"label": int})
+    return DataIndex(frame=frame, skipped=skipped, root=root, layout=layout, seed=seed,
+                     val_fraction=val_fraction, test_fraction=test_fraction, balanced=balance,
+                     notes=notes, skipped_labels=skipped_labels)
+
+
+def index_eval_folder(root: str | Path) -> DataIndex:
+    """Index a folder for evaluation: every valid image of a ``classes`` folder becomes split ``test``;
+    a ``splits`` folder contributes its test split (error if it has none)."""
+    root = _check_dir(root)
+    layout, folders = _detect_layout(root)
+    if layout == "splits":
+        if "test" not in folders:
+            raise DataError(f"{root}: split folders {sorted(folders)} found but no test/ folder to "
+                            "evaluate on (pass the test folder itself, or a real/ fake/ folder)")
+        folders = _class_folders(folders["test"])
+    files, skipped, skipped_labels = _collect(root, folders)
+    frame = pd.DataFrame({"path": [p for p, _ in files], "label": [lab for _, lab in files],
+                          "split": "test"}).astype({"label": int})
+    return DataIndex(frame=frame, skipped=skipped, root=root, layout=layout, balanced=False,
+                     val_fraction=0.0, test_fraction=1.0, skipped_labels=skipped_labels)
+
+
+def class_weights(labels: Iterable[int] | np.ndarray) -> dict[int, float]:
+    """sklearn-style "balanced" weights ``n / (2 * n_c)`` for labels 0/1."""
+    y = np.asarray(list(labels) if not isinstance(labels, np.ndarray) else labels).reshape(-1)
+    y = y.astype(int)
+    if y.size == 0:
+        raise ValueError("class_weights: no labels")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError(f"class_weights: labels must be 0 or 1, got {sorted(set(y.tolist()))}")
+    counts = np.bincount(y, minlength=2)
+    if (counts == 0).any():
+        missing = CLASS_NAMES[int(np.argmin(counts))]
+        raise ValueError(f"class_weights: no {missing} examples among {y.size} labels")
+    return {c: float(y.size / (2 * counts[c])) for c in (0, 1)}
+
+
+# -- folder helpers ---------------------------------------------------------------------------
+
+def _check_dir(root: str | Path) -> Path:
+    path = Path(root).expanduser()
+    if not path.exists():
+        raise DataError(f"data folder not found: {path}")
+    if not path.is_dir():
+        raise DataError(f"not a folder: {path}")
+    return path.resolve()
+
+
+def _subdirs(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and p.name.lower() not in _IGNORED_DIRS)
+
+
+def _match(path: Path, aliases: dict[str, Any], kind: str) -> dict[Any, Path]:
+    """Map sub-folders of ``path`` through ``aliases`` (case-insensitive); error on unknown ones."""
+    dirs = _subdirs(path)
+    found: dict[Any, Path] = {}
+    unknown = [d.name for d in dirs if d.name.lower() not in aliases]
+    if unknown or not dirs:
+        names = ", ".join(f"{d.name}/" for d in dirs) or "no sub-folders"
+        raise DataError(f"{path}: unexpected folder layout (found: {names}); {_EXPECTED}"
+                        if unknown else f"{path}: no {kind} folders (found: {names}); {_EXPECTED}")
+    for d in dirs:
+        key = aliases[d.name.lower()]
+        if key in found:
+            raise DataError(f"{path}: both {found[key].name}/ and {d.name}/ mean {key!r}; keep one")
+        found[key] = d
+    return found
+
+
+def _detect_layout(root: Path) -> tuple[str, dict[Any, Path]]:
+    names = {d.name.lower() for d in _subdirs(root)}
+    if names & set(_SPLIT_ALIASES):
+        return "splits", _match(root, _SPLIT_ALIASES, "split")
+    return "classes", _class_folders(root)
+
+
+def _class_folders(path: Path) -> dict[Any, Path]:
+    folders = _match(path, _CLASS_LABELS, "class")
+    missing = [CLASS_NAMES[lab] for lab in (0, 1) if lab not in folders]
+    if missing:
+        present = ", ".join(f"{p.name}/" for p in folders.values())
+        raise DataError(f"{path}: only one class folder ({present}); missing {missing[0]}/ — "
+                        "training and evaluation need both real/ and fake/ images")
+    return folders
+
+
+def _walk_files(folder: Path) -> list[str]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
+                             and d.lower() not in _IGNORED_DIRS)
+        out += [os.path.join(dirpath, f) for f in sorted(filenames) if not f.startswith(".")]
+    return out
+
+
+def _collect(root: Path, classes: dict[Any, Path]
+             ) -> tuple[list[tuple[str, int]], list[tuple[str, str]], dict[str, int]]:
+    """Validate every file under each class folder; return kept (path, label), skipped, labels."""
+    kept: list[tuple[str, int]] = []
+    skipped: list[tuple[str, str]] = []
+    skipped_labels: dict[str, int] = {}
+    for label in (0, 1):
+        folder = classes[label]
+        paths = _walk_files(folder)
+        good, bad = validate_files(paths)
+        skipped += bad
+        skipped_labels.update({p: label for p, _ in bad})
+        if not good:
+            why = f" ({len(bad)} unreadable file(s) skipped)" if bad else ""
+            raise DataError(f"{folder}: no usable images in the {CLASS_NAMES[label]} class "
+                            f"folder{why}")
+        kept += [(p, label) for p in good]
+    return kept, skipped, skipped_labels
+
+
+# -- file validation --------------------------------------------------------------------------
+
+def _check_image(path: str) -> str | None:
+    """``None`` when ``path`` is a readable image, else the reason it is not."""
+    try:
+        if os.path.getsize(path) == 0:
+            return "empty file (0 bytes)"
+        with Image.open(path) as img:
+            fmt = img.format or "unknown"
+            if fmt == "JPEG":  # DCT-scaled decode: still reads (and checks) every byte, 2x faster
+                img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
+            img.load()
+            if fmt not in ("JPEG", "PNG"):  # decoded by Pillow in the pipeline: check that works
+                _pil_to_rgb(img)
+    except UnidentifiedImageError:
+        return "not an image, or a format Pillow cannot read (content not recognised)"
+    except Image.DecompressionBombError as exc:
+        return f"too large ({exc})"
+    except PermissionError:
+        return "unreadable (permission denied)"
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        return f"corrupt or truncated image ({exc})"
+    except Exception as exc:  # noqa: BLE001 - any other decoder failure means: unusable
+        return f"unreadable image ({type(exc).__name__}: {exc})"
+    return None
+
+
+def validate_files(paths: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Split ``paths`` into readable images and ``(path, reason)`` for the rest (thread pool)."""
+    saved = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # truncated files must be refused, not padded
+    try:
+        workers = min(16, 2 * (os.cpu_count() or 1))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            reasons = list(pool.map(_check_image, paths))
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = saved
+    good = [p for p, r in zip(paths, reasons, strict=True) if r is None]
+    bad = [(p, r) for p, r in zip(paths, reasons, strict=True) if r is not None]
+    return good, bad
+
+
+# -- splitting and balancing ------------------------------------------------------------------
+
+def _rel_key(path: str, root: Path) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
+
+
+def _split_counts(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
+    """Images of one class going to (val, test); at least one each when asked for and n >= 3."""
+    n_val = int(round(n * val_fraction))
+    n_test = int(round(n * test_fraction))
+    if n >= 3:
+        n_val = max(n_val, 1 if val_fraction > 0 else 0)
+        n_test = max(n_test, 1 if test_fraction > 0 else 0)
+    while n_val + n_test >= n and (n_val or n_test):  # keep at least one training image
+        if n_test >= n_val and n_test:
+            n_test -= 1
+        else:
+            n_val -= 1
+    return n_val, n_test
+
+
+def _split_classes(files: Sequence[tuple[str, int]], root: Path, seed: int,
+                   val_fraction: float, test_fraction: float) -> pd.DataFrame:
+    """Seeded stratified split; order by path relative to ``root`` so it does not depend on it."""
+    rows = []
+    for label in (0, 1):
+        paths = sorted((p for p, lab in files if lab == label), key=lambda p: _rel_key(p, root))
+        order = np.random.default_rng([seed, label]).permutation(len(paths))
+        n_val, n_test = _split_counts(len(paths), val_fraction, test_fraction)
+        split = np.full(len(paths), "train", dtype=object)
+        split[order[:n_test]] = "test"
+        split[order[n_test:n_test + n_val]] = "val"
+        rows += [(p, label, s) for p, s in zip(paths, split, strict=True)]
+    return pd.DataFrame(rows, columns=["path", "label", "split"])
+
+
+def _balance(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Undersample the larger class of the train split (seeded); dropped rows -> ``unused``."""
+    frame = frame.copy()
+    train = frame[frame["split"] == "train"]
+    counts = train["label"].value_counts()
+    if len(counts) < 2 or counts.iloc[0] == counts.iloc[-1]:
+        return frame
+    big, n_keep = int(counts.idxmax()), int(counts.min())
+    idx = train.index[train["label"] == big].to_numpy()
+    idx = idx[np.argsort(frame.loc[idx, "path"].to_numpy())]  # order independent of frame order
+    drop = np.random.default_rng([seed, 2]).permutation(idx)[n_keep:]
+    frame.loc[drop, "split"] = "unused"
+    return frame
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding
+# --------------------------------------------------------------------------------------------
+
+def _pil_to_rgb(img: Image.Image) -> np.ndarray:
+    """Any Pillow image -> uint8 RGB array; 16/32-bit integer modes are scaled (>> 8) like TF."""
+    if img.mode.startswith("I;16") or img.mode == "I":
+        arr = np.asarray(img).astype(np.int64)
+        if img.mode.startswith("I;16") or arr.max(initial=0) > 255:
+            arr = arr >> 8
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+        return np.repeat(arr[..., None], 3, axis=-1)
+    if img.mode == "F":
+        arr = np.clip(np.rint(np.asarray(img)), 0, 255).astype(np.uint8)
+        return np.repeat(arr[..., None], 3, axis=-1)
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")  # avoids Pillow's warning; alpha is dropped below (as TF does)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def _pil_decode_bytes(contents: Any) -> np.ndarray:
+    import io
+
+    if isinstance(contents, np.ndarray):  # tf.numpy_function passes a 0-d object array
+        contents = contents.item()
+    with Image.open(io.BytesIO(bytes(contents))) as img:
+        img.load()
+        return _pil_to_rgb(img)
+
+
+def _decode_rgb(contents: Any) -> Any:
+    """Encoded bytes (tf.string) -> uint8 ``(h, w, 3)`` tensor. JPEG/PNG by TF, others by Pillow."""
+    import tensorflow as tf
+
+    head = tf.strings.substr(contents, 0, 8)
+    native = tf.logical_or(tf.strings.substr(head, 0, 3) == b"\xff\xd8\xff",
+                           head == b"\x89PNG\r\n\x1a\n")
+
+    def by_tf() -> Any:
+        return tf.io.decode_image(contents, channels=3, dtype=tf.uint8, expand_animations=False)
+
+    def by_pil() -> Any:
+        return tf.numpy_function(_pil_decode_bytes, [contents], tf.uint8, stateful=False)
+
+    image = tf.cond(native, by_tf, by_pil)
+    return tf.ensure_shape(image, [None, None, 3])
+
+
+def _resize_uint8(image: Any, image_size: int) -> Any:
+    import tensorflow as tf
+
+    resized = tf.image.resize(image, (image_size, image_size), method="bilinear")
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
+
+
+def load_image(path: str | Path, image_size: int | None = None) -> np.ndarray:
+    """One file -> uint8 RGB ``(h, w, 3)`` (or ``(s, s, 3)``) with exactly the pipeline's pixels."""
+    import tensorflow as tf
+
+    path = str(path)
+    if not os.path.isfile(path):
+        raise DataError(f"cannot read image {path}: file not found")
+    _, bad = validate_files([path])
+    if bad:
+        raise DataError(f"cannot read image {path}: {bad[0][1]}")
+    try:
+        image = _decode_rgb(tf.io.read_file(path))
+        if image_size is not None:
+            image = _resize_uint8(image, int(image_size))
+        return image.numpy()
+    except tf.errors.OpError as exc:
+        raise DataError(f"cannot decode image {path}: {exc.message}") from exc
+
+
+# --------------------------------------------------------------------------------------------
+# Augmentation
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentation (each switchable); applied per image, output stays in 0-255."""
+
+    flip: bool = True  # random horizontal flip (p = 0.5)
+    jpeg: bool = True  # random JPEG re-compression
+    blur: bool = True  # mild Gaussian blur
+    jpeg_quality: tuple[int, int] = (60, 100)
+    jpeg_prob: float = 0.5
+    blur_sigma: tuple[float, float] = (0.1, 1.0)
+    blur_prob: float = 0.3
+
+    @property
+    def active(self) -> bool:
+        """Whether any augmentation is switched on."""
+        return bool(self.flip or (self.jpeg and self.jpeg_prob > 0)
+                    or (self.blur and self.blur_prob > 0))
+
+
+_BLUR_RADIUS = 3  # kernel 7: covers 3 sigma for sigma <= 1
+
+
+def _gaussian_blur(image: Any, sigma: Any) -> Any:
+    """Separable Gaussian blur of a float ``(h, w, 3)`` image (reflect padding, depthwise conv)."""
+    import tensorflow as tf
+
+    x = tf.range(-_BLUR_RADIUS, _BLUR_RADIUS + 1, dtype=tf.float32)
+    k = tf.exp(-0.5 * tf.square(x / sigma))
+    k = k / tf.reduce_sum(k)
+    kh = tf.tile(tf.reshape(k, [-1, 1, 1, 1]), [1, 1, 3, 1])
+    kw = tf.tile(tf.reshape(k, [1, -1, 1, 1]), [1, 1, 3, 1])
+    r = _BLUR_RADIUS
+    padded = tf.pad(image[None], [[0, 0], [r, r], [r, r], [0, 0]], mode="REFLECT")
+    out = tf.nn.depthwise_conv2d(padded, kh, [1, 1, 1, 1], "VALID")
+    out = tf.nn.depthwise_conv2d(out, kw, [1, 1, 1, 1], "VALID")
+    return out[0]
+
+
+def augment_image(image: Any, seed: Any, config: AugmentConfig) -> Any:
+    """Augment one uint8 ``(s, s, 3)`` image with stateless ops; return float32 in 0-255.
+
+    ``seed`` is a shape-``(2,)`` integer tensor: same seed, same result.
+    """
+    import tensorflow as tf
+
+    shape = image.shape
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=5)
+    if config.flip:
+        image = tf.image.stateless_random_flip_left_right(image, seeds[0])
+    if config.jpeg and config.jpeg_prob > 0:
+        lo, hi = config.jpeg_quality
+        src = image
+        image = tf.cond(
+            tf.random.stateless_uniform([], seeds[1]) < config.jpeg_prob,
+            lambda: tf.image.stateless_random_jpeg_quality(src, lo, hi, seeds[2]),
+            lambda: src,
+        )
+        image = tf.ensure_shape(image, shape)
+    x = tf.cast(image, tf.float32)
+    if config.blur and config.blur_prob > 0:
+        lo_s, hi_s = config.blur_sigma
+        sigma = tf.random.stateless_uniform([], seeds[4], minval=lo_s, maxval=hi_s)
+        src_x = x
+        x = tf.cond(tf.random.stateless_uniform([], seeds[3]) < config.blur_prob,
+                    lambda: _gaussian_blur(src_x, sigma), lambda: src_x)
+        x = tf.ensure_shape(tf.clip_by_value(x, 0.0, 255.0), shape)
+    return x
+
+
+# --------------------------------------------------------------------------------------------
+# Pipelines
+# --------------------------------------------------------------------------------------------
+
+def make_dataset(
+    paths: Sequence[str],
+    labels: Sequence[int],
+    *,
+    image_size: int,
+    batch_size: int,
+    training: bool = False,
+    augment: AugmentConfig | None = None,
+    seed: int | None = None,
+    cache: bool | str = True,
+) -> Any:
+    """tf.data pipeline yielding ``(images float32 (b, s, s, 3) in 0-255, labels float32 (b, 1))``.
+
+    read + decode + bilinear resize (parallel, order kept) -> uint8 -> ``cache`` (True: memory, a
+    str: that cache file) -> [training: seeded shuffle, reshuffled each epoch -> ``augment`` per image
+    (seeded, different each epoch)] -> batch -> float32 -> prefetch. Val/test (``training=False``)
+    are never shuffled or augmented. A file that fails to decode despite validation is dropped with a
+    warning (``ignore_errors``), never crashing the epoch.
+    """
+    import tensorflow as tf
+
+    paths = [str(p) for p in paths]
+    labels_arr = np.asarray(labels).reshape(-1)
+    if len(paths) != len(labels_arr):
+        raise ValueError(f"make_dataset: {len(paths)} paths but {len(labels_arr)} labels")
+    if not paths:
+        raise DataError("make_dataset: no images")
+    if not np.isin(labels_arr, (0, 1)).all():
+        raise ValueError("make_dataset: labels must be 0 (real) or 1 (fake)")
+    if int(image_size) < _MIN_IMAGE_SIZE:
+        raise ValueError(f"make_dataset: image_size must be >= {_MIN_IMAGE_SIZE}, got {image_size}")
+    if int(batch_size) < 1:
+        raise ValueError(f"make_dataset: batch_size must be >= 1, got {batch_size}")
+    size = int(image_size)
+    autotune = tf.data.AUTOTUNE
+
+    def read(path: Any, label: Any) -> tuple[Any, Any]:
+        image = _resize_uint8(_decode_rgb(tf.io.read_file(path)), size)
+        return image, tf.reshape(tf.cast(label, tf.float32), [1])
+
+    ds = tf.data.Dataset.from_tensor_slices((paths, labels_arr.astype(np.int32)))
+    ds = ds.map(read, num_parallel_calls=autotune, deterministic=True)
+    ds = ds.ignore_errors(log_warning=True)  # drop only the bad image, not its whole batch
+    if cache:
+        ds = ds.cache(cache if isinstance(cache, str) else "")
+    if training:
+        ds = ds.shuffle(min(len(paths), 20_000), seed=seed, reshuffle_each_iteration=True)
+        if augment is not None and augment.active:
+            cfg = augment
+            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+            ds = tf.data.Dataset.zip((ds, seeds)).map(
+                lambda item, s: (augment_image(item[0], s, cfg), item[1]),
+                num_parallel_calls=autotune, deterministic=True,
+            )
+    ds = ds.batch(int(batch_size))
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=autotune)
+    ds = ds.ignore_errors(log_warning=True)  # last safety net
+    return ds.prefetch(autotune)
+
+
+def dataset_for(
+    index: DataIndex,
+    split: str,
+    *,
+    image_size: int,
+    batch_size: int,
+    training: bool = False,
+    augment: AugmentConfig | None = None,
+    seed: int | None = None,
+    cache: bool | str = True,
+) -> Any:
+    """:func:`make_dataset` over one split of ``index`` (``seed`` defaults to the index's seed)."""
+    rows = index.rows(split)
+    if rows.empty:
+        have = ", ".join(index.counts()) or "none"
+        raise DataError(f"{index.root}: the {split!r} split is empty (splits with images: {have})")
+    return make_dataset(
+        rows["path"].tolist(), rows["label"].tolist(), image_size=image_size,
+        batch_size=batch_size, training=training, augment=augment,
+        seed=index.seed if seed is None else seed, cache=cache,
+    )
+
+
+def keras_folder_dataset(
+    root: str | Path, *, image_size: int, batch_size: int, shuffle: bool = False,
+    seed: int | None = None,
+) -> Any:
+    """Thin path: ``keras.utils.image_dataset_from_directory`` on a clean ``real/ fake/`` folder.
+
+    Same batch contract (float32 0-255, float32 ``(b, 1)`` labels, real = 0), class folders matched
+    case-insensitively; no validation, splitting or balancing (use :func:`index_folder` for those).
+    """
+    import keras
+
+    root = _check_dir(root)
+    classes = _class_folders(root)
+    return keras.utils.image_dataset_from_directory(
+        root, labels="inferred", label_mode="binary",
+        class_names=[classes[0].name, classes[1].name], color_mode="rgb",
+        batch_size=batch_size, image_size=(image_size, image_size), shuffle=shuffle, seed=seed,
+        interpolation="bilinear", verbose=False,
+    )
+
+
+def steps_per_epoch(n_images: int, batch_size: int) -> int:
+    """Batches per epoch for ``n_images`` (last partial batch included)."""
+    return math.ceil(n_images / batch_size)
