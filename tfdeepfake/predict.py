@@ -1,0 +1,565 @@
+"""Detect deepfakes in images, folders and videos.
+
+``python -m tfdeepfake.predict MODEL PATH [PATH ...] [--csv FILE] [--json FILE] [--faces] [--frames N]
+[--explain DIR] [--threshold T]``
+
+* MODEL: a run folder, a ``.keras`` file, or an exported SavedModel (``saved_models/NAME``, whose
+  highest version is used, or ``saved_models/NAME/VERSION``).
+* PATH: image files, folders (walked recursively) and videos (``.mp4 .avi .mov .mkv ...``, ``--frames``
+  frames sampled evenly). Every scored item gets a row ``path, frame, face, probability_fake, label``;
+  a video also gets an aggregate row (mean and max of its scores, verdict from the mean).
+* ``--faces``: MTCNN face detection, each box enlarged 1.3x (as FaceForensics++), each face scored; an
+  image without a face is reported as such and not scored.
+* ``--explain DIR``: a Grad-CAM PNG per scored item (input + overlay, one overlay per ensemble member).
+* Unreadable files are reported on their row with the reason and the run goes on; the exit code is 1
+  only when nothing could be read (2 for a bad MODEL or bad arguments).
+
+:func:`load_scorer` turns any MODEL kind into one callable, ``scorer(images) -> Scores``, shared by the
+CLI, notebooks and the web page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import re
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tfdeepfake import CLASS_NAMES
+from tfdeepfake.media import DEFAULT_FRAMES, MediaError, expand_paths, is_video, read_image
+from tfdeepfake.media import read_video_frames as _read_video_frames
+
+DEFAULT_THRESHOLD = 0.5
+SAVED_MODEL_FILE = "saved_model.pb"
+SIGNATURE = "serving_default"
+
+Box = tuple[int, int, int, int]
+
+
+# ------------------------------------------------------------------------------------------ scoring
+@dataclass
+class Scores:
+    """Scores of a list of images: P(fake), the 0/1 label and, for an ensemble, each member's P(fake)."""
+
+    probability_fake: np.ndarray  # (n,) float64
+    label: np.ndarray  # (n,) int, 1 = fake
+    members: np.ndarray | None = None  # (n, n_members) float64
+
+
+@dataclass
+class Scorer:
+    """Any MODEL kind as ``scorer(images_uint8_list) -> Scores``.
+
+    ``threshold`` labels the scores (``None``: a SavedModel's own ``label`` output is used);
+    ``verdict_threshold`` is the number used for aggregates (video verdicts).
+    """
+
+    kind: str  # "keras" or "savedmodel"
+    name: str
+    source: Path
+    threshold: float | None
+    verdict_threshold: float = DEFAULT_THRESHOLD
+    member_names: tuple[str, ...] = ()
+    batch_size: int = 32
+    model: Any = None  # the Keras model ("keras") or the loaded SavedModel ("savedmodel")
+    keras_path: Path | None = None  # a .keras file for Grad-CAM (beside a SavedModel, if any)
+    _keras_model: Any = field(default=None, repr=False)
+
+    def __call__(self, images: Sequence[np.ndarray]) -> Scores:
+        """Score raw RGB images (any sizes); each one is fed at its own size (the model resizes)."""
+        n = len(images)
+        probs = np.zeros(n)
+        labels = np.zeros(n, dtype=int)
+        members = np.zeros((n, len(self.member_names))) if self.member_names else None
+        for idx in _batches_by_shape(images, self.batch_size):
+            batch = np.stack([np.asarray(images[i]) for i in idx])
+            p, lab, mem = self._score_batch(batch)
+            probs[idx], labels[idx] = p, lab
+            if members is not None and mem is not None:
+                members[idx] = mem
+        return Scores(probs, labels, members)
+
+    def _score_batch(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        if self.kind == "savedmodel":
+            return self._score_saved_model(batch)
+        from tfdeepfake.explain import members
+        from tfdeepfake.runs import predict_scores
+
+        x = batch.astype(np.float32)
+        dummy = np.zeros(len(batch))
+        _, probs = predict_scores(self.model, [(x, dummy)])
+        mem = None
+        if self.member_names:
+            mem = np.stack([predict_scores(m, [(x, dummy)])[1] for m in members(self.model)], axis=1)
+        return probs, (probs >= self.verdict_threshold).astype(int), mem
+
+    def _score_saved_model(self, batch: np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        import tensorflow as tf
+
+        fn = self.model.signatures[SIGNATURE]
+        key = next(iter(fn.structured_input_signature[1]))
+        out = fn(**{key: tf.constant(batch.astype(np.uint8))})
+        probs = np.asarray(out["probability_fake"], dtype=np.float64).reshape(-1)
+        if self.threshold is None and "label" in out:
+            labels = np.asarray(out["label"]).reshape(-1).astype(int)
+        else:
+            labels = (probs >= self.verdict_threshold).astype(int)
+        mem = None
+        if self.member_names and "members" in out:
+            mem = np.asarray(out["members"], dtype=np.float64).reshape(len(batch), -1)
+        return probs, labels, mem
+
+    def keras_model(self) -> Any:
+        """The Keras model for Grad-CAM; ``ValueError`` for a SavedModel with no ``.keras`` beside it."""
+        if self.kind == "keras":
+            return self.model
+        if self._keras_model is None:
+            if self.keras_path is None:
+                raise ValueError(
+                    f"{self.source} is a SavedModel without a .keras file beside it: Grad-CAM needs "
+                    "the Keras model; pass its run folder or .keras file as MODEL to use --explain")
+            from tfdeepfake.runs import load_model
+
+            self._keras_model = load_model(self.keras_path)
+        return self._keras_model
+
+
+def _batches_by_shape(images: Sequence[np.ndarray], batch_size: int) -> list[list[int]]:
+    """Indices grouped by image shape (same-shape images share a batch), in first-seen order."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, image in enumerate(images):
+        groups.setdefault(tuple(np.shape(image)), []).append(i)
+    return [idx[k:k + batch_size] for idx in groups.values() for k in range(0, len(idx), batch_size)]
+
+
+def find_saved_model(path: str | Path) -> Path | None:
+    """The SavedModel version folder for ``saved_models/NAME`` (highest numeric version) or a version."""
+    path = Path(path)
+    if (path / SAVED_MODEL_FILE).is_file():
+        return path
+    versions = [p for p in path.iterdir() if p.is_dir() and (p / SAVED_MODEL_FILE).is_file()] \
+        if path.is_dir() else []
+    if not versions:
+        return None
+    return max(versions, key=lambda p: (p.name.isdigit(), int(p.name) if p.name.isdigit() else 0,
+                                        p.name))
+
+
+def _keras_beside(version_dir: Path) -> Path | None:
+    """The ``.keras`` file saved next to an export (``saved_models/NAME/*.keras``), if any."""
+    for folder in (version_dir, version_dir.parent):
+        found = sorted(folder.glob("*.keras"))
+        if found:
+            return found[0]
+    return None
+
+
+def _saved_model_metadata(version_dir: Path) -> dict[str, Any]:
+    """Threshold / member names an export recorded in a JSON file beside it (best effort)."""
+    for folder in (version_dir / "assets", version_dir, version_dir.parent):
+        for candidate in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            try:
+                data = json.loads(candidate.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            if isinstance(data, dict) and ("threshold" in data or "members" in data):
+                return data
+    return {}
+
+
+def load_scorer(model: str | Path, *, threshold: float | None = None,
+                batch_size: int = 32) -> Scorer:
+    """A run folder, ``.keras`` file or SavedModel (NAME or NAME/VERSION folder) -> :class:`Scorer`.
+
+    ``threshold=None`` uses the run's validation threshold (Keras; else 0.5) or the SavedModel's own
+    ``label`` output. Raises ``FileNotFoundError`` / ``ValueError`` naming the path.
+    """
+    path = Path(model)
+    if not path.exists():
+        raise FileNotFoundError(f"no such model: {path}")
+    version_dir = find_saved_model(path) if path.is_dir() else None
+    if version_dir is not None and not (path / "model.keras").is_file():
+        return _load_saved_model(version_dir, threshold, batch_size)
+    from tfdeepfake.explain import members
+    from tfdeepfake.runs import load_model, resolve_model
+
+    ref = resolve_model(path)
+    keras_model = load_model(ref.model_path)
+    if threshold is None:
+        threshold = ref.threshold if ref.threshold is not None else DEFAULT_THRESHOLD
+    names = tuple(m.name for m in members(keras_model))
+    return Scorer(kind="keras", name=ref.name, source=ref.model_path, threshold=float(threshold),
+                  verdict_threshold=float(threshold), member_names=names, batch_size=batch_size,
+                  model=keras_model, keras_path=ref.model_path)
+
+
+def _load_saved_model(version_dir: Path, threshold: float | None, batch_size: int) -> Scorer:
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(version_dir))
+    if SIGNATURE not in loaded.signatures:
+        raise ValueError(f"{version_dir}: SavedModel has no {SIGNATURE!r} signature")
+    outputs = loaded.signatures[SIGNATURE].structured_outputs
+    if "probability_fake" not in outputs:
+        raise ValueError(f"{version_dir}: signature {SIGNATURE!r} has no 'probability_fake' output")
+    meta = _saved_model_metadata(version_dir)
+    names: tuple[str, ...] = ()
+    n_members = outputs["members"].shape[-1] if "members" in outputs else None
+    if n_members and n_members > 1:
+        listed = [m if isinstance(m, str) else m.get("name", "") for m in meta.get("members") or []]
+        names = (tuple(str(m) for m in listed) if len(listed) == n_members
+                 else tuple(f"member{i}" for i in range(n_members)))
+    verdict = threshold if threshold is not None else meta.get("threshold", DEFAULT_THRESHOLD)
+    name = version_dir.parent.name if version_dir.name.isdigit() else version_dir.name
+    return Scorer(kind="savedmodel", name=name, source=version_dir, threshold=threshold,
+                  verdict_threshold=float(verdict), member_names=names, batch_size=batch_size,
+                  model=loaded, keras_path=_keras_beside(version_dir))
+
+
+# --------------------------------------------------------------------------------------------- rows
+@dataclass
+class Row:
+    """One line of the report: a scored image / frame / face, a video aggregate, or a failure.
+
+    ``kind``: ``image``, ``frame`` (of a video) or ``video`` (aggregate over its scored frames/faces).
+    ``status``: ``ok``, ``no_face`` (``--faces`` found none: not scored) or ``error`` (see ``reason``).
+    """
+
+    path: str
+    kind: str = "image"
+    frame: int | None = None
+    face: Box | None = None
+    probability_fake: float | None = None
+    label: str = ""
+    status: str = "ok"
+    reason: str = ""
+    probability_max: float | None = None  # video aggregate only
+    n_scored: int | None = None  # video aggregate only
+    face_confidence: float | None = None
+    members: dict[str, float] = field(default_factory=dict)
+    explanation: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (face as ``[x, y, w, h]`` or ``None``)."""
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out["face"] = list(self.face) if self.face is not None else None
+        return out
+
+    def to_csv(self, member_names: Sequence[str]) -> dict[str, Any]:
+        """Flat dict for CSV: empty cells for missing values, face as ``x,y,w,h``."""
+        out = {k: ("" if v is None else v) for k, v in self.to_dict().items() if k != "members"}
+        out["face"] = ",".join(map(str, self.face)) if self.face is not None else ""
+        out.update({f"member_{n}": self.members.get(n, "") for n in member_names})
+        return out
+
+
+CSV_COLUMNS = ("path", "kind", "frame", "face", "probability_fake", "label", "status", "reason",
+               "probability_max", "n_scored", "face_confidence", "explanation")
+
+
+@dataclass
+class Prediction:
+    """Everything a run produced: rows in input order and the settings used."""
+
+    model: str
+    threshold: float | None
+    member_names: tuple[str, ...]
+    rows: list[Row]
+
+    @property
+    def n_read(self) -> int:
+        """Inputs that could be read (an image, or a video with at least one frame)."""
+        return len({r.path for r in self.rows if r.status != "error"})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "threshold": self.threshold,
+                "members": list(self.member_names), "rows": [r.to_dict() for r in self.rows]}
+
+    def write_csv(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        columns = list(CSV_COLUMNS) + [f"member_{n}" for n in self.member_names]
+        with path.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns)
+            writer.writeheader()
+            for row in self.rows:
+                writer.writerow(row.to_csv(self.member_names))
+        return path
+
+    def write_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        return path
+
+    def table(self) -> str:
+        """A readable fixed-width table."""
+        head = ("path", "frame", "face", "p(fake)", "label", "note")
+        lines = []
+        for r in self.rows:
+            frame = "all" if r.kind == "video" else ("" if r.frame is None else str(r.frame))
+            face = "" if r.face is None else "{},{},{}x{}".format(*r.face)
+            prob = "" if r.probability_fake is None else f"{r.probability_fake:.4f}"
+            note = r.reason
+            if r.kind == "video":
+                note = f"mean of {r.n_scored} scores, max {r.probability_max:.4f}" \
+                    if r.n_scored else r.reason
+            elif r.status == "no_face":
+                note = "no face found"
+            if r.members:
+                note = (note + "; " if note else "") + " ".join(
+                    f"{k}={v:.3f}" for k, v in r.members.items())
+            lines.append((r.path, frame, face, prob, r.label.upper() if r.kind == "video"
+                          else r.label, note))
+        widths = [max([len(h)] + [len(line[i]) for line in lines]) for i, h in enumerate(head[:-1])]
+        fmt = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
+        out = [fmt.format(*head), fmt.format(*("-" * w for w in widths), "-" * 4)]
+        out += [fmt.format(*line).rstrip() for line in lines]
+        return "\n".join(out)
+
+
+# -------------------------------------------------------------------------------------------- runner
+@dataclass
+class _Item:
+    row: Row
+    image: np.ndarray
+    stem: str
+
+
+class Predictor:
+    """Scores images, folders and videos with one :class:`Scorer` (see :func:`predict`)."""
+
+    def __init__(self, scorer: Scorer, *, faces: bool = False, frames: int = DEFAULT_FRAMES,
+                 explain_dir: str | Path | None = None, progress: bool = True,
+                 detector: Any = None) -> None:
+        if frames < 1:
+            raise ValueError(f"frames must be >= 1, got {frames}")
+        self.scorer = scorer
+        self.faces = faces
+        self.frames = frames
+        self.explain_dir = Path(explain_dir) if explain_dir is not None else None
+        self.progress = progress
+        self._detector = detector
+        self._explain_model = scorer.keras_model() if self.explain_dir is not None else None
+        self._pending: list[_Item] = []
+        self._rows: list[Row] = []
+        self._names: set[str] = set()
+
+    @property
+    def detector(self) -> Any:
+        if self._detector is None:
+            from tfdeepfake.faces import get_detector
+
+            self._detector = get_detector()
+        return self._detector
+
+    def run(self, paths: Iterable[str | Path]) -> Prediction:
+        """Rows for every file under ``paths`` (folders walked), in input order."""
+        self._rows = []
+        for path in self._bar(expand_paths(paths), "files", unit="file", min_items=2):
+            if is_video(path):
+                self.video(path)
+            else:
+                self.image(path)
+        self._flush()
+        rows, self._rows = self._rows, []
+        return Prediction(model=str(self.scorer.source), threshold=self.scorer.threshold,
+                          member_names=self.scorer.member_names, rows=rows)
+
+    # -- one input ---------------------------------------------------------------------------
+    def image(self, path: Path) -> None:
+        """Add the rows of one image file (scored in batches, at the latest by :meth:`run`)."""
+        try:
+            image = read_image(path)
+        except MediaError as exc:
+            self._row(Row(str(path), status="error", reason=str(exc)))
+            return
+        self._regions(image, Row(str(path)), _stem(path))
+        if len(self._pending) >= self.scorer.batch_size:
+            self._flush()
+
+    def video(self, path: Path) -> None:
+        """Add one row per scored frame (or face) of a video, then its aggregate row."""
+        try:
+            frames = _read_video_frames(path, self.frames)
+        except MediaError as exc:
+            self._row(Row(str(path), kind="video", status="error", reason=str(exc)))
+            return
+        start = len(self._rows)
+        for index, frame in self._bar(frames, Path(path).name, unit="frame", min_items=1):
+            base = Row(str(path), kind="frame", frame=index)
+            self._regions(frame, base, f"{_stem(path)}_f{index:06d}")
+        self._flush()
+        scored = [r for r in self._rows[start:] if r.status == "ok"]
+        aggregate = self._row(Row(str(path), kind="video"))
+        if scored:
+            probs = [r.probability_fake for r in scored]
+            mean = float(np.mean(probs))
+            aggregate.probability_fake = mean
+            aggregate.probability_max = float(np.max(probs))
+            aggregate.label = CLASS_NAMES[int(mean >= self.scorer.verdict_threshold)]
+            aggregate.n_scored = len(scored)
+            aggregate.members = {n: float(np.mean([r.members[n] for r in scored]))
+                                 for n in self.scorer.member_names}
+        else:
+            aggregate.status = "no_face" if self.faces else "error"
+            aggregate.reason = ("no face found in any sampled frame" if self.faces
+                                else "no frame could be scored")
+
+    def _regions(self, image: np.ndarray, base: Row, stem: str) -> None:
+        """Queue the whole image, or each face in it (a row saying so when there is none)."""
+        if not self.faces:
+            self._pending.append(_Item(self._row(base), image, stem))
+            return
+        try:
+            found = self.detector.detect(image)
+        except Exception as exc:  # noqa: BLE001 - a detector failure is this input's problem only
+            self._row(_replace(base, status="error", reason=f"face detection failed: {exc}"))
+            return
+        if not found:
+            self._row(_replace(base, status="no_face", reason="no face found"))
+        for k, face in enumerate(found):
+            row = self._row(_replace(base, face=face.crop_box,
+                                     face_confidence=round(face.confidence, 4)))
+            self._pending.append(_Item(row, face.crop(image), f"{stem}_face{k}"))
+
+    # -- batching, scoring, explaining ---------------------------------------------------------
+    def _flush(self) -> None:
+        items, self._pending = self._pending, []
+        if not items:
+            return
+        scores = self.scorer([it.image for it in items])
+        for i, it in enumerate(items):
+            it.row.probability_fake = float(scores.probability_fake[i])
+            it.row.label = CLASS_NAMES[int(scores.label[i])]
+            if scores.members is not None:
+                it.row.members = {n: float(v) for n, v in
+                                  zip(self.scorer.member_names, scores.members[i], strict=True)}
+            if self._explain_model is not None:
+                it.row.explanation = str(self._explain(it))
+
+    def _explain(self, item: _Item) -> Path:
+        from tfdeepfake.explain import heatmaps, panel, save_png
+
+        assert self.explain_dir is not None
+        maps = heatmaps(self._explain_model, item.image, target=item.row.label)
+        captions = {n: f"{n} p={item.row.members[n]:.3f}" if n in item.row.members else
+                    f"Grad-CAM ({item.row.label})" for n in maps}
+        title = f"{item.row.label} p={item.row.probability_fake:.3f}"
+        name = self._unique(item.stem)
+        return save_png(self.explain_dir / f"{name}.png",
+                        panel(item.image, maps, title=title, captions=captions))
+
+    def _unique(self, stem: str) -> str:
+        name, k = stem, 1
+        while name in self._names:
+            k += 1
+            name = f"{stem}-{k}"
+        self._names.add(name)
+        return name
+
+    def _row(self, row: Row) -> Row:
+        self._rows.append(row)
+        return row
+
+    def _bar(self, items: Sequence[Any], desc: str, *, unit: str, min_items: int) -> Iterable[Any]:
+        if not self.progress or len(items) < min_items:
+            return items
+        from tqdm import tqdm
+
+        return tqdm(items, desc=desc, unit=unit, file=sys.stderr, leave=False)
+
+
+def _replace(row: Row, **changes: Any) -> Row:
+    values = {k: getattr(row, k) for k in row.__dataclass_fields__}
+    values.update(changes)
+    values["members"] = dict(values["members"])
+    return Row(**values)
+
+
+def _stem(path: str | Path) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).stem) or "input"
+
+
+def predict(model: str | Path | Scorer, paths: Iterable[str | Path], *, faces: bool = False,
+            frames: int = DEFAULT_FRAMES, explain_dir: str | Path | None = None,
+            threshold: float | None = None, batch_size: int = 32,
+            progress: bool = True) -> Prediction:
+    """Score every image / folder / video in ``paths`` with MODEL (path or :class:`Scorer`)."""
+    scorer = model if isinstance(model, Scorer) else load_scorer(
+        model, threshold=threshold, batch_size=batch_size)
+    return Predictor(scorer, faces=faces, frames=frames, explain_dir=explain_dir,
+                     progress=progress).run(paths)
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+def _threshold(value: str) -> float:
+    t = float(value)
+    if not 0.0 <= t <= 1.0 or math.isnan(t):
+        raise argparse.ArgumentTypeError(f"threshold must be in [0, 1], got {value}")
+    return t
+
+
+def _positive(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return n
+
+
+def main(argv: Sequence[str] | None = None, *, scorer_factory: Callable[..., Scorer] = load_scorer
+         ) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m tfdeepfake.predict",
+        description="Detect deepfakes in images, folders and videos.")
+    p.add_argument("model", help="run folder, .keras file, or SavedModel folder (saved_models/NAME"
+                                 " or saved_models/NAME/VERSION)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders, videos")
+    p.add_argument("--csv", help="write one row per scored item to this CSV file")
+    p.add_argument("--json", help="write the rows to this JSON file")
+    p.add_argument("--faces", action="store_true",
+                   help="detect faces (MTCNN), enlarge each box 1.3x and score each face")
+    p.add_argument("--frames", type=_positive, default=DEFAULT_FRAMES,
+                   help=f"frames sampled evenly from each video (default {DEFAULT_FRAMES})")
+    p.add_argument("--explain", metavar="DIR", help="write Grad-CAM overlays (PNG) to DIR")
+    p.add_argument("--threshold", type=_threshold, default=None,
+                   help="P(fake) at or above which an item is fake (default: the run's validation "
+                        "threshold, a SavedModel's own label, else 0.5)")
+    p.add_argument("--batch-size", type=_positive, default=32)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    args = p.parse_args(argv)
+    try:
+        scorer = scorer_factory(args.model, threshold=args.threshold, batch_size=args.batch_size)
+        predictor = Predictor(scorer, faces=args.faces, frames=args.frames,
+                              explain_dir=args.explain, progress=not args.no_progress)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    result = predictor.run(args.paths)
+    print(result.table())
+    threshold = "the model's own label" if scorer.threshold is None else f"{scorer.threshold:.4f}"
+    print(f"\n{len(result.rows)} row(s), {result.n_read} input(s) read; model {scorer.name} "
+          f"({scorer.kind}), threshold {threshold}")
+    if args.csv:
+        print(f"CSV written to {result.write_csv(args.csv)}")
+    if args.json:
+        print(f"JSON written to {result.write_json(args.json)}")
+    if args.explain:
+        print(f"Grad-CAM overlays in {args.explain}")
+    if result.n_read == 0:
+        print("error: no input could be read", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
