@@ -1,0 +1,136 @@
+"""Averaging ensemble: fusion layer maths and serialisation, run-like folder, evaluation with members."""
+
+from __future__ import annotations
+
+import json
+
+import helpers_models as hm
+import keras
+import numpy as np
+import pytest
+
+from tfdeepfake.ensemble import FuseLogits, build_ensemble, main, parse_weights, split_ensemble
+from tfdeepfake.runs import load_model, model_image_size, resolve_model
+
+
+def _fuse(logits: np.ndarray, **kwargs) -> np.ndarray:
+    layer = FuseLogits(**kwargs)
+    columns = [keras.ops.convert_to_tensor(logits[:, i:i + 1]) for i in range(logits.shape[1])]
+    return keras.ops.convert_to_numpy(layer(columns))
+
+
+def test_fuse_probability_mean_weighted_and_logit_mode():
+    logits = np.array([[2.0, -1.0, 0.5], [-3.0, 4.0, 0.0]], np.float32)
+    p = hm.sigmoid(logits)
+    np.testing.assert_allclose(hm.sigmoid(_fuse(logits))[:, 0], p.mean(1), atol=1e-6)
+    w = np.array([1.0, 2.0, 5.0])
+    np.testing.assert_allclose(hm.sigmoid(_fuse(logits, member_weights=w))[:, 0],
+                               (p * w).sum(1) / w.sum(), atol=1e-6)
+    np.testing.assert_allclose(_fuse(logits, mode="logit", member_weights=w)[:, 0],
+                               (logits * w).sum(1) / w.sum(), atol=1e-5)
+    extreme = _fuse(np.array([[60.0, 60.0]], np.float32))  # clipped, stays finite
+    assert np.isfinite(extreme).all() and extreme[0, 0] > 10
+
+
+def test_fuse_layer_config_round_trip_and_validation():
+    layer = FuseLogits([1, 3], "logit", name="fuse")
+    config = keras.saving.serialize_keras_object(layer)
+    assert config["registered_name"] == "tfdeepfake>FuseLogits"
+    clone = keras.saving.deserialize_keras_object(config, safe_mode=True)
+    assert (clone.member_weights, clone.mode, clone.name) == ([1.0, 3.0], "logit", "fuse")
+    with pytest.raises(ValueError, match="mode"):
+        FuseLogits(mode="median")
+    with pytest.raises(ValueError, match="weights"):
+        FuseLogits([1.0, -1.0])
+    with pytest.raises(ValueError, match="weights"):
+        FuseLogits([0.0, 0.0])
+    with pytest.raises(ValueError, match="2 member weights for 3 members"):
+        _fuse(np.zeros((1, 3), np.float32), member_weights=[1, 1])
+
+
+def test_build_ensemble_needs_distinct_member_names():
+    m = keras.Sequential([keras.Input((None, None, 3)), keras.layers.GlobalAveragePooling2D(),
+                          keras.layers.Dense(1)], name="same")
+    with pytest.raises(ValueError, match="distinct"):
+        build_ensemble([m, m])
+    with pytest.raises(ValueError, match="at least one"):
+        build_ensemble([])
+
+
+def test_parse_weights():
+    assert parse_weights("1,2.5") == [1.0, 2.5] and parse_weights(None) is None
+    with pytest.raises(ValueError, match="comma-separated"):
+        parse_weights("1;2")
+
+
+def test_ensemble_folder_contract_and_fusion():
+    run = hm.ensemble_run()
+    assert {"model.keras", "ensemble.json", "metrics.json"} <= {p.name for p in run.iterdir()}
+    info = json.loads((run / "ensemble.json").read_text())
+    assert [m["name"] for m in info["members"]] == ["resnet18-test", "alexnet-test"]
+    assert [m["image_size"] for m in info["members"]] == [32, 48]
+    np.testing.assert_allclose(info["weights"], [1 / 3, 2 / 3])
+    expected_threshold = (0.4 * 1 + 0.7 * 2) / 3  # weighted mean of the members' thresholds
+    ref = resolve_model(run)
+    assert ref.threshold == pytest.approx(expected_threshold) and ref.name == "ensemble-tiny"
+
+    model = hm.keras_ensemble()  # loaded with safe_mode=True
+    assert model.name == "tiny" and model_image_size(model) == 48
+    assert model.input_shape == (None, None, None, 3) and model.output_shape == (None, 1)
+    assert not any(isinstance(layer, keras.layers.Lambda) for layer in model.layers)
+    members, fuse = split_ensemble(model)
+    assert [m.name for m in members] == ["resnet18-test", "alexnet-test"] and fuse.mode == "prob"
+    assert [model_image_size(m) for m in members] == [32, 48]
+
+    x = np.random.default_rng(0).uniform(0, 255, (3, 70, 50, 3)).astype(np.float32)  # any size
+    out = np.asarray(model.predict_on_batch(x))
+    assert out.shape == (3, 1) and out.dtype == np.float32
+    originals = [load_model(r / "model.keras") for r in hm.member_runs()]
+    p = np.stack([hm.sigmoid(m.predict_on_batch(x))[:, 0] for m in originals], axis=1)
+    np.testing.assert_allclose(hm.sigmoid(out)[:, 0], p @ np.array([1, 2]) / 3, atol=1e-5)
+
+
+def test_single_model_is_its_own_only_member():
+    model = load_model(hm.member_runs()[0] / "model.keras")
+    assert split_ensemble(model) == ([model], None)
+
+
+def test_evaluate_reports_each_member_beside_the_ensemble(tiny_dataset):
+    from tfdeepfake.evaluate import evaluate, format_result
+
+    data = tiny_dataset(4, size=40)
+    result = evaluate(hm.ensemble_run(), data, batch_size=4)
+    assert set(result["members"]) == {"resnet18-test", "alexnet-test"}
+    assert result["n_images"] == 8 and "tuned" in result
+    for member in result["members"].values():
+        assert member["n_images"] == 8
+    text = format_result(result)
+    assert "member resnet18-test" in text and "member alexnet-test" in text
+
+
+def test_cli_logit_mode_without_export(tmp_path, capsys):
+    run = str(hm.member_runs()[0])  # the same run twice: names made distinct
+    assert main([run, run, "--name", "cli", "--mode", "logit", "--weights", "1,3",
+                 "--root", str(tmp_path), "--no-export"]) == 0
+    assert "written to" in capsys.readouterr().out
+    info = json.loads((tmp_path / "ensemble-cli" / "ensemble.json").read_text())
+    assert info["mode"] == "logit"
+    assert [m["name"] for m in info["members"]] == ["resnet18-test", "resnet18-test_2"]
+    model = load_model(tmp_path / "ensemble-cli" / "model.keras")
+    members, fuse = split_ensemble(model)
+    x = np.full((1, 33, 33, 3), 128.0, np.float32)
+    logits = np.array([float(np.asarray(m.predict_on_batch(x))[0, 0]) for m in members])
+    assert float(np.asarray(model.predict_on_batch(x))[0, 0]) == pytest.approx(
+        float(logits @ np.array([0.25, 0.75])), abs=1e-4)
+    assert not (tmp_path / "saved_models").exists()
+
+
+def test_cli_errors_exit_2(tmp_path):
+    runs = [str(r) for r in hm.member_runs()]
+    for bad in (["--weights", "1"], ["--weights", "a,b"], ["--mode", "median"]):
+        with pytest.raises(SystemExit) as exc:
+            main([*runs, "--name", "bad", "--root", str(tmp_path), "--no-export", *bad])
+        assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp_path / "missing"), "--name", "bad", "--root", str(tmp_path), "--no-export"])
+    assert exc.value.code == 2

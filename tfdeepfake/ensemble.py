@@ -1,0 +1,210 @@
+"""Fuse trained detectors: ``python -m tfdeepfake.ensemble RUN [RUN ...] --name NAME``.
+
+The ensemble is a Keras functional model with the project-wide contract (input ``image``: raw RGB of any
+size; output one float32 logit): every member is the trained model nested as a sub-model named after its
+run (each keeps its own resize and normalisation, so members may use different image sizes), and a
+registered :class:`FuseLogits` layer averages them (mean of probabilities by default, optional weights,
+optional logit averaging). It loads with ``safe_mode=True`` and is evaluated like any model.
+
+The ensemble is written as a run-like folder ``runs/ensemble-NAME/`` (``model.keras``, ``ensemble.json``,
+``metrics.json`` with a threshold) and, unless ``--no-export``, exported for TensorFlow Serving.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+from keras import ops
+
+from tfdeepfake.runs import METRICS_FILE, MODEL_FILE, load_model, model_image_size, resolve_model
+
+MODES = ("prob", "logit")
+ENSEMBLE_FILE = "ensemble.json"
+
+
+@keras.saving.register_keras_serializable(package="tfdeepfake")
+class FuseLogits(keras.layers.Layer):
+    """Fuse ``n`` member logits ``(b, 1)`` into one logit ``(b, 1)``.
+
+    ``mode="prob"``: the logit of the weighted mean of the members' probabilities (clipped to
+    ``[epsilon, 1 - epsilon]``); ``mode="logit"``: the weighted mean of the logits. Weights default to
+    equal and are normalised to sum to 1.
+    """
+
+    def __init__(
+        self, member_weights: Sequence[float] | None = None, mode: str = "prob",
+        epsilon: float = 1e-7, **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        if mode not in MODES:
+            raise ValueError(f"`mode` must be one of {MODES}; got {mode!r}.")
+        if member_weights is not None:
+            member_weights = [float(w) for w in member_weights]
+            if not all(math.isfinite(w) and w >= 0 for w in member_weights) or sum(member_weights) <= 0:
+                raise ValueError(
+                    f"member weights must be finite, >= 0 and not all 0; got {member_weights}."
+                )
+        if not 0.0 < epsilon < 0.5:
+            raise ValueError(f"`epsilon` must be in (0, 0.5); got {epsilon}.")
+        self.member_weights = member_weights
+        self.mode = mode
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape: Any) -> None:
+        n = len(input_shape)
+        if self.member_weights is not None and len(self.member_weights) != n:
+            raise ValueError(f"{len(self.member_weights)} member weights for {n} members.")
+        super().build(input_shape)
+
+    def normalised_weights(self, n: int) -> list[float]:
+        """The weights used for ``n`` members (summing to 1)."""
+        weights = self.member_weights or [1.0] * n
+        total = sum(weights)
+        return [w / total for w in weights]
+
+    def call(self, logits: Sequence[Any]) -> Any:
+        x = ops.concatenate([ops.cast(t, "float32") for t in logits], axis=-1)
+        weights = ops.convert_to_tensor(self.normalised_weights(len(logits)), dtype="float32")
+        if self.mode == "logit":
+            return ops.sum(x * weights, axis=-1, keepdims=True)
+        prob = ops.sum(ops.sigmoid(x) * weights, axis=-1, keepdims=True)
+        prob = ops.clip(prob, self.epsilon, 1.0 - self.epsilon)
+        return ops.log(prob) - ops.log1p(-prob)
+
+    def compute_output_shape(self, input_shape: Any) -> tuple[Any, int]:
+        return (input_shape[0][0], 1)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(member_weights=self.member_weights, mode=self.mode, epsilon=self.epsilon)
+        return config
+
+
+def build_ensemble(
+    members: Sequence[Any], *, weights: Sequence[float] | None = None, mode: str = "prob",
+    name: str = "ensemble",
+) -> keras.Model:
+    """Nest ``members`` (models with distinct names) behind one raw-image input and fuse their logits."""
+    if not members:
+        raise ValueError("an ensemble needs at least one member")
+    names = [m.name for m in members]
+    if len(set(names)) != len(names):
+        raise ValueError(f"member names must be distinct; got {names}")
+    image = keras.Input(shape=(None, None, 3), name="image")
+    logits = [member(image) for member in members]
+    fused = FuseLogits(weights, mode, name="fuse")(logits)
+    return keras.Model(image, fused, name=name)
+
+
+def split_ensemble(model: Any) -> tuple[list[Any], FuseLogits | None]:
+    """``(members, fuse layer)`` of an ensemble in fusion order; ``([model], None)`` for a single model."""
+    fuse = next((layer for layer in model.layers if isinstance(layer, FuseLogits)), None)
+    if fuse is None:
+        return [model], None
+    tensors = fuse._inbound_nodes[0].input_tensors  # the member logits, in fusion order
+    return [t._keras_history.operation for t in tensors], fuse
+
+
+def unique_names(names: Sequence[str]) -> list[str]:
+    """``names`` made distinct by suffixing repeats with ``_2``, ``_3``..."""
+    out: list[str] = []
+    for name in names:
+        candidate, k = name, 1
+        while candidate in out:
+            k += 1
+            candidate = f"{name}_{k}"
+        out.append(candidate)
+    return out
+
+
+def parse_weights(text: str | None) -> list[float] | None:
+    """``"1,2,0.5"`` -> ``[1.0, 2.0, 0.5]``; ``None``/empty -> ``None``."""
+    if not text:
+        return None
+    try:
+        return [float(w) for w in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--weights must be comma-separated numbers; got {text!r}") from None
+
+
+def create_ensemble(
+    runs: Sequence[str | Path], name: str, *, weights: Sequence[float] | None = None,
+    mode: str = "prob", root: str | Path = "runs",
+) -> Path:
+    """Load the members, build the ensemble and write ``ROOT/ensemble-NAME/``; return that folder.
+
+    The folder's ``metrics.json`` holds the threshold used by ``evaluate`` and the export: the weighted
+    mean of the members' validation thresholds when every member recorded one, else 0.5.
+    """
+    if weights is not None and len(weights) != len(runs):
+        raise ValueError(f"{len(weights)} weights given for {len(runs)} members")
+    refs = [resolve_model(r) for r in runs]
+    members = [load_model(ref.model_path) for ref in refs]
+    for member, member_name in zip(members, unique_names([ref.name for ref in refs]), strict=True):
+        member.name = member_name
+    model = build_ensemble(members, weights=weights, mode=mode, name=name)
+    fuse = split_ensemble(model)[1]
+    norm = fuse.normalised_weights(len(members))
+    thresholds = [ref.threshold for ref in refs]
+    threshold = (sum(w * t for w, t in zip(norm, thresholds, strict=True))
+                 if all(t is not None for t in thresholds) else 0.5)
+
+    out = Path(root) / f"ensemble-{name}"
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / MODEL_FILE)
+    info = {
+        "name": name, "mode": mode, "weights": norm, "threshold": threshold,
+        "members": [
+            {"name": m.name, "model": str(ref.model_path), "threshold": ref.threshold,
+             "image_size": model_image_size(m), "weight": w}
+            for m, ref, w in zip(members, refs, norm, strict=True)
+        ],
+    }
+    (out / ENSEMBLE_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    metrics = {"model": "ensemble", "threshold": threshold, "params": int(model.count_params()),
+               "epochs_run": 0, "train_seconds": 0.0, "ensemble": info}
+    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m tfdeepfake.ensemble",
+        description="Fuse trained detectors into one averaging ensemble (and export it).",
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders or .keras files (the members)")
+    p.add_argument("--name", required=True, help="ensemble name (folder runs/ensemble-NAME, export NAME)")
+    p.add_argument("--weights", default=None, help="comma-separated member weights (default: equal)")
+    p.add_argument("--mode", choices=MODES, default="prob",
+                   help="average probabilities (default) or logits")
+    p.add_argument("--root", default="runs", help="where to write ensemble-NAME/ (default: %(default)s)")
+    p.add_argument("--export", action=argparse.BooleanOptionalAction, default=True,
+                   help="also export for TensorFlow Serving to --export-root/NAME/VERSION (default: yes)")
+    p.add_argument("--export-root", default="saved_models")
+    args = p.parse_args(argv)
+    try:
+        out = create_ensemble(args.runs, args.name, weights=parse_weights(args.weights),
+                              mode=args.mode, root=args.root)
+    except (ValueError, FileNotFoundError) as exc:
+        p.exit(2, f"error: {exc}\n")
+    info = json.loads((out / ENSEMBLE_FILE).read_text())
+    members = ", ".join(f"{m['name']} ({m['weight']:.3g})" for m in info["members"])
+    print(f"ensemble {args.name} ({args.mode} averaging of {members}; threshold "
+          f"{info['threshold']:.4f}) written to {out}")
+    if args.export:
+        from tfdeepfake.export import describe_export, export_model
+
+        print(describe_export(export_model(out, args.name, root=args.export_root)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
