@@ -11,10 +11,11 @@ import cv2
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
+from tfdeepfake.ensemble import build_ensemble
+from tfdeepfake.export import export_model
 from tfdeepfake.media import expand_paths, frame_indices, read_image, read_video_frames
-from tfdeepfake.predict import Prediction, Scorer, load_scorer, main, predict
+from tfdeepfake.predict import Prediction, Scorer, keras_beside, load_scorer, main, predict
 
 SIZE = 48
 
@@ -35,38 +36,8 @@ def tiny_cnn(name: str = "tiny", seed: int = 0) -> keras.Model:
 
 
 def tiny_ensemble() -> keras.Model:
-    """Two nested members averaged (stand-in for tfdeepfake.ensemble)."""
-    a, b = tiny_cnn("member_a", 1), tiny_cnn("member_b", 2)
-    inputs = keras.Input((None, None, 3), name="image")
-    outputs = keras.layers.Average(name="logit")([a(inputs), b(inputs)])
-    return keras.Model(inputs, outputs, name="ensemble")
-
-
-def export_saved_model(model: keras.Model, folder: Path, threshold: float = 0.5) -> Path:
-    """A SavedModel following the export contract (serving_default + predict_bytes)."""
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-
-    def outputs(images: tf.Tensor) -> dict[str, tf.Tensor]:
-        x = tf.cast(images, tf.float32)
-        prob = tf.sigmoid(tf.reshape(model(x, training=False), [-1]))
-        members = ([tf.sigmoid(tf.reshape(m(x, training=False), [-1])) for m in nested]
-                   or [prob])
-        return {"probability_fake": prob, "label": tf.cast(prob >= threshold, tf.int32),
-                "members": tf.stack(members, axis=1)}
-
-    def from_bytes(data: tf.Tensor) -> dict[str, tf.Tensor]:
-        images = tf.map_fn(lambda b: tf.io.decode_image(b, channels=3, expand_animations=False),
-                           data, fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
-        return outputs(images)
-
-    archive.add_endpoint("serving_default", outputs, input_signature=[
-        tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
-    archive.add_endpoint("predict_bytes", from_bytes, input_signature=[
-        tf.TensorSpec([None], tf.string, name="images")])
-    archive.write_out(str(folder))
-    return folder
+    """Two tiny members fused by ``tfdeepfake.ensemble``."""
+    return build_ensemble([tiny_cnn("member_a", 1), tiny_cnn("member_b", 2)], name="ens")
 
 
 def write_video(path: Path, images: list[Path], fourcc: str, size: int = 96) -> list[np.ndarray]:
@@ -84,24 +55,23 @@ def write_video(path: Path, images: list[Path], fourcc: str, size: int = 96) -> 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The same weights as a run folder, a .keras file and a SavedModel; plus an ensemble run."""
+    """The same weights as a run folder, a .keras file and SavedModels; an ensemble run and export."""
     root = tmp_path_factory.mktemp("models")
-    model = tiny_cnn()
     run = root / "run"
     run.mkdir()
-    model.save(run / "model.keras")
+    tiny_cnn().save(run / "model.keras")
     (run / "metrics.json").write_text(json.dumps({"threshold": 0.37}))
     single = root / "single.keras"
     shutil.copy(run / "model.keras", single)
-    export_saved_model(model, root / "saved_models" / "tiny" / "1")
-    bare = root / "bare_export"
-    export_saved_model(model, bare / "1")
+    saved = export_model(run, "tiny", root=root / "saved_models")  # threshold 0.37 from the run
+    bare = export_model(single, "bare", root=root / "saved_models")
+    (bare.parent / "bare.keras").unlink()  # a SavedModel alone: no Keras model to explain
     ens_run = root / "ens_run"
     ens_run.mkdir()
     tiny_ensemble().save(ens_run / "model.keras")
-    shutil.copy(ens_run / "model.keras", root / "saved_models" / "tiny" / "tiny.keras")
-    return {"run": run, "keras": single, "saved": root / "saved_models" / "tiny",
-            "saved_version": root / "saved_models" / "tiny" / "1", "bare": bare, "ensemble": ens_run}
+    ens_saved = export_model(ens_run, "ens", root=root / "saved_models")
+    return {"run": run, "keras": single, "saved": saved.parent, "saved_version": saved,
+            "bare": bare.parent, "ensemble": ens_run, "ensemble_saved": ens_saved.parent}
 
 
 @pytest.fixture(scope="module")
@@ -146,12 +116,29 @@ def test_all_model_kinds_give_the_same_scores(models: dict[str, Path], faces_dir
     np.testing.assert_allclose(one, scores["run"][:1], atol=1e-5)
 
 
+def test_ensemble_scores_members_the_same_in_keras_and_saved_model(
+        models: dict[str, Path], faces_dir: list[Path]) -> None:
+    images = [read_image(p) for p in faces_dir[-3:]]
+    keras_scorer, saved_scorer = load_scorer(models["ensemble"]), load_scorer(models["ensemble_saved"])
+    assert keras_scorer.member_names == saved_scorer.member_names == ("member_a", "member_b")
+    k, s = keras_scorer(images), saved_scorer(images)
+    np.testing.assert_allclose(s.probability_fake, k.probability_fake, atol=1e-4)
+    np.testing.assert_allclose(s.members, k.members, atol=1e-4)
+    model = keras_scorer.model  # the fused score is the ensemble model's own output
+    direct = 1 / (1 + np.exp(-np.asarray(model.predict_on_batch(
+        images[0][None].astype(np.float32)), np.float64)))
+    assert k.probability_fake[0] == pytest.approx(float(direct.reshape(-1)[0]), abs=1e-6)
+    assert np.mean(k.members[0]) == pytest.approx(k.probability_fake[0], abs=1e-5)  # mean of probs
+
+
 def test_thresholds_default_to_the_run_and_can_be_overridden(models: dict[str, Path]) -> None:
     assert load_scorer(models["run"]).threshold == pytest.approx(0.37)
     assert load_scorer(models["keras"]).threshold == 0.5  # no metrics.json beside it
     assert load_scorer(models["run"], threshold=0.9).threshold == 0.9
     saved = load_scorer(models["saved"])
-    assert saved.threshold is None and saved.verdict_threshold == 0.5  # its own label output
+    assert saved.threshold is None  # its own label output, which applies the exported 0.37
+    assert saved.verdict_threshold == pytest.approx(0.37)
+    assert load_scorer(models["saved"], threshold=0.8).verdict_threshold == 0.8
     image = np.full((40, 40, 3), 128, np.uint8)
     p = float(load_scorer(models["run"])([image]).probability_fake[0])
     for t in (max(0.0, p - 0.01), min(1.0, p + 0.01)):
@@ -297,6 +284,13 @@ def test_explain_needs_a_keras_model(models: dict[str, Path], faces_dir: list[Pa
     scorer = load_scorer(models["saved"])
     assert scorer.keras_path is not None and scorer.keras_path.name == "tiny.keras"
     assert isinstance(scorer, Scorer) and scorer.keras_model() is not None
+    assert main([str(models["saved"]), str(faces_dir[0]), "--explain", str(tmp_path / "y"),
+                 "--no-progress"]) == 0
+    assert len(list((tmp_path / "y").glob("*.png"))) == 1
+    # NAME.keras is the newest version's model: an older version has none to explain with
+    newer = export_model(models["keras"], "tiny", root=models["saved"].parent)
+    assert keras_beside(newer) == models["saved"] / "tiny.keras"
+    assert keras_beside(models["saved_version"]) is None
 
 
 def test_prediction_table_lists_every_row(models: dict[str, Path], faces_dir: list[Path]) -> None:

@@ -36,9 +36,18 @@ _GRAD_MODELS: weakref.WeakKeyDictionary[Any, tuple[Any, bool]] = weakref.WeakKey
 
 # --------------------------------------------------------------------------------------------- models
 def members(model: Any) -> list[Any]:
-    """Sub-models nested directly in ``model`` (the members of an ensemble); empty for a single model."""
+    """The members of an ensemble in fusion order (``tfdeepfake.ensemble``), else the sub-models nested
+    directly in ``model``; empty for a single model."""
     import keras
 
+    try:
+        from tfdeepfake.ensemble import split_ensemble
+    except ImportError:  # pragma: no cover - ensemble support is optional here
+        split_ensemble = None
+    if split_ensemble is not None:
+        found, fuse = split_ensemble(model)
+        if fuse is not None:
+            return list(found)
     return [layer for layer in model.layers if isinstance(layer, keras.Model)]
 
 

@@ -94,11 +94,19 @@ class Scorer:
         from tfdeepfake.runs import predict_scores
 
         x = batch.astype(np.float32)
-        dummy = np.zeros(len(batch))
-        _, probs = predict_scores(self.model, [(x, dummy)])
         mem = None
-        if self.member_names:
-            mem = np.stack([predict_scores(m, [(x, dummy)])[1] for m in members(self.model)], axis=1)
+        if not self.member_names:
+            _, probs = predict_scores(self.model, [(x, np.zeros(len(batch)))])
+        else:  # each member once, then the ensemble's own fusion of their logits
+            nested = members(self.model)
+            logits = [np.asarray(m.predict_on_batch(x), np.float32) for m in nested]
+            fuse = _fuse_layer(self.model)
+            if fuse is not None:
+                fused = np.asarray(fuse([np.asarray(v) for v in logits]), np.float64).reshape(-1)
+            else:
+                fused = np.asarray(self.model.predict_on_batch(x), np.float64).reshape(-1)
+            probs = _sigmoid(fused)
+            mem = np.stack([_sigmoid(np.asarray(v, np.float64).reshape(-1)) for v in logits], axis=1)
         return probs, (probs >= self.verdict_threshold).astype(int), mem
 
     def _score_saved_model(self, batch: np.ndarray
@@ -133,6 +141,19 @@ class Scorer:
         return self._keras_model
 
 
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+def _fuse_layer(model: Any) -> Any:
+    """The fusion layer of a ``tfdeepfake.ensemble`` model, if ``model`` is one."""
+    try:
+        from tfdeepfake.ensemble import split_ensemble
+    except ImportError:  # pragma: no cover
+        return None
+    return split_ensemble(model)[1]
+
+
 def _batches_by_shape(images: Sequence[np.ndarray], batch_size: int) -> list[list[int]]:
     """Indices grouped by image shape (same-shape images share a batch), in first-seen order."""
     groups: dict[tuple[int, ...], list[int]] = {}
@@ -142,38 +163,36 @@ def _batches_by_shape(images: Sequence[np.ndarray], batch_size: int) -> list[lis
 
 
 def find_saved_model(path: str | Path) -> Path | None:
-    """The SavedModel version folder for ``saved_models/NAME`` (highest numeric version) or a version."""
+    """The SavedModel version folder for ``saved_models/NAME`` (its newest version) or a version."""
     path = Path(path)
     if (path / SAVED_MODEL_FILE).is_file():
         return path
-    versions = [p for p in path.iterdir() if p.is_dir() and (p / SAVED_MODEL_FILE).is_file()] \
-        if path.is_dir() else []
-    if not versions:
+    if not path.is_dir():
         return None
-    return max(versions, key=lambda p: (p.name.isdigit(), int(p.name) if p.name.isdigit() else 0,
-                                        p.name))
+    numbered = sorted((int(p.name), p) for p in path.iterdir()
+                      if p.name.isdigit() and (p / SAVED_MODEL_FILE).is_file())
+    return numbered[-1][1] if numbered else None
 
 
-def _keras_beside(version_dir: Path) -> Path | None:
-    """The ``.keras`` file saved next to an export (``saved_models/NAME/*.keras``), if any."""
-    for folder in (version_dir, version_dir.parent):
-        found = sorted(folder.glob("*.keras"))
-        if found:
-            return found[0]
-    return None
+def keras_beside(version_dir: str | Path) -> Path | None:
+    """The ``.keras`` file saved with an export, for Grad-CAM.
 
-
-def _saved_model_metadata(version_dir: Path) -> dict[str, Any]:
-    """Threshold / member names an export recorded in a JSON file beside it (best effort)."""
-    for folder in (version_dir / "assets", version_dir, version_dir.parent):
-        for candidate in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-            try:
-                data = json.loads(candidate.read_text())
-            except (OSError, json.JSONDecodeError):
-                continue
-            if isinstance(data, dict) and ("threshold" in data or "members" in data):
-                return data
-    return {}
+    ``NAME/VERSION.keras`` if there is one; else ``NAME/NAME.keras`` (what ``tfdeepfake.export`` writes:
+    the Keras model of the newest version), used only when ``version_dir`` is that newest version.
+    """
+    version_dir = Path(version_dir)
+    base = version_dir.parent
+    exact = base / f"{version_dir.name}.keras"
+    if exact.is_file():
+        return exact
+    newest = find_saved_model(base)
+    if newest is None or newest.resolve() != version_dir.resolve():
+        return None
+    named = base / f"{base.name}.keras"
+    if named.is_file():
+        return named
+    found = [p for p in base.glob("*.keras") if not p.name.startswith(".")]
+    return found[0] if len(found) == 1 else None
 
 
 def load_scorer(model: str | Path, *, threshold: float | None = None,
@@ -211,7 +230,9 @@ def _load_saved_model(version_dir: Path, threshold: float | None, batch_size: in
     outputs = loaded.signatures[SIGNATURE].structured_outputs
     if "probability_fake" not in outputs:
         raise ValueError(f"{version_dir}: signature {SIGNATURE!r} has no 'probability_fake' output")
-    meta = _saved_model_metadata(version_dir)
+    from tfdeepfake.export import read_export_info
+
+    meta = read_export_info(version_dir)
     names: tuple[str, ...] = ()
     n_members = outputs["members"].shape[-1] if "members" in outputs else None
     if n_members and n_members > 1:
@@ -222,7 +243,7 @@ def _load_saved_model(version_dir: Path, threshold: float | None, batch_size: in
     name = version_dir.parent.name if version_dir.name.isdigit() else version_dir.name
     return Scorer(kind="savedmodel", name=name, source=version_dir, threshold=threshold,
                   verdict_threshold=float(verdict), member_names=names, batch_size=batch_size,
-                  model=loaded, keras_path=_keras_beside(version_dir))
+                  model=loaded, keras_path=keras_beside(version_dir))
 
 
 # --------------------------------------------------------------------------------------------- rows
