@@ -13,6 +13,8 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 DEMO_IMAGE_SIZE = 64
 DEFAULT_IMAGE_SIZE = 224
+DEMO_EPOCHS = 12
+DEFAULT_EPOCHS = 30
 
 
 @dataclass
@@ -20,7 +22,8 @@ class TrainConfig:
     """Every flag of ``python -m tfdeepfake.train``.
 
     ``data=None`` means the built-in synthetic demo dataset; ``image_size=None`` means 224 px for real
-    data (as the original project) and 64 px for the demo data.
+    data (as the original project) and 64 px for the demo data; ``epochs=None`` means 30 epochs for real
+    data and 12 for the demo data (early stopping may end a run sooner).
     """
 
     model: str = "xception"
@@ -28,7 +31,7 @@ class TrainConfig:
     test_data: list[str] = field(default_factory=list)
     image_size: int | None = None
     batch_size: int = 32
-    epochs: int = 30
+    epochs: int | None = None
     optimizer: str = "sgd"
     lr: float = 0.01
     l2: float = 1e-4
@@ -55,7 +58,7 @@ class TrainConfig:
             (self.precision in PRECISIONS, "precision", f"one of {PRECISIONS}"),
             (self.image_size is None or self.image_size >= 16, "image_size", ">= 16"),
             (self.batch_size >= 1, "batch_size", ">= 1"),
-            (self.epochs >= 1, "epochs", ">= 1"),
+            (self.epochs is None or self.epochs >= 1, "epochs", ">= 1"),
             (self.lr > 0, "lr", "> 0"),
             (self.l2 >= 0, "l2", ">= 0"),
             (0 <= self.dropout < 1, "dropout", "in [0, 1)"),
@@ -76,13 +79,20 @@ class TrainConfig:
             return self.image_size
         return DEMO_IMAGE_SIZE if self.data is None else DEFAULT_IMAGE_SIZE
 
+    @property
+    def resolved_epochs(self) -> int:
+        if self.epochs is not None:
+            return self.epochs
+        return DEMO_EPOCHS if self.data is None else DEFAULT_EPOCHS
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def save(self, path: str | Path) -> Path:
         """Write the config plus library versions as JSON."""
         path = Path(path)
-        payload = {**self.to_dict(), "image_size_resolved": self.resolved_image_size, "versions": versions()}
+        payload = {**self.to_dict(), "image_size_resolved": self.resolved_image_size,
+                   "epochs_resolved": self.resolved_epochs, "versions": versions()}
         path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
         return path
 
@@ -90,7 +100,7 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Build from a dict, ignoring keys that are not fields (versions, derived values)."""
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - names - {"versions", "image_size_resolved"}
+        unknown = set(values) - names - {"versions", "image_size_resolved", "epochs_resolved"}
         if unknown:
             raise ValueError(f"unknown config field(s): {sorted(unknown)}")
         return cls(**{k: v for k, v in values.items() if k in names}).validate()

@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +25,10 @@ from tfdeepfake.config import OPTIMIZERS, PRECISIONS, TrainConfig
 from tfdeepfake.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE
 
 Log = Callable[[str], None]
+
+# The pipeline drops unreadable images (``ignore_errors``), so its length is unknown to Keras, which then
+# warns once per run that the input "ran out of data" at the end of the first epoch. That is expected.
+warnings.filterwarnings("ignore", message="Your input ran out of data")
 
 
 def _log(message: str) -> None:
@@ -162,8 +167,8 @@ def train(config: TrainConfig, log: Log = _log) -> Path:
 
     started = time.perf_counter()
     model.fit(
-        train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks,
-        class_weight=class_weight, verbose=1 if interactive else 0,
+        train_ds, validation_data=val_ds, epochs=config.resolved_epochs, callbacks=callbacks,
+        class_weight=class_weight, verbose=1 if interactive else 0, shuffle=False,
     )
     train_seconds = time.perf_counter() - started
 
@@ -248,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=None,
                    help="square input size (default 224; 64 on the demo data)")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--epochs", type=int, default=None,
+                   help="maximum epochs (default 30; 12 on the demo data); early stopping may end sooner")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
                    help="sgd uses momentum 0.9 as the original (default: %(default)s)")
     p.add_argument("--lr", type=float, default=d.lr)
