@@ -1,0 +1,213 @@
+"""Pieces shared by every model family: registry, argument checks, input/preprocessing, blocks, head.
+
+Every builder follows the contract in ``docs/DESIGN.md``: raw RGB images (0-255, any size, any numeric
+dtype) go in, a ``Resizing`` + ImageNet ``Normalization`` prefix brings them to ``image_size``, and the model
+ends in one float32 logit named ``"logit"``. The last spatial feature map is a layer named ``"features"``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import keras
+from keras import layers
+
+ModelBuilder = Callable[..., keras.Model]
+
+MIN_IMAGE_SIZE = 32
+"""Smallest ``image_size`` any family accepts (every family still has a >= 1x1 map at its last stage)."""
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+IMAGENET_STD: tuple[float, float, float] = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+
+BN_MOMENTUM = 0.9
+"""Keras momentum equal to PyTorch's BatchNorm ``momentum=0.1`` (faster-moving statistics than Keras' 0.99)."""
+BN_EPSILON = 1e-5
+"""PyTorch's BatchNorm epsilon."""
+
+_REGISTRY: dict[str, ModelBuilder] = {}
+
+
+# --------------------------------------------------------------------------------------------- registry
+def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
+    """Decorator registering ``builder(image_size=224, *, l2=1e-4, dropout=0.5, **kwargs)`` as ``name``."""
+
+    def decorator(builder: ModelBuilder) -> ModelBuilder:
+        if name in _REGISTRY:
+            raise ValueError(
+                f"Model {name!r} is already registered (by {_REGISTRY[name].__module__})."
+            )
+        _REGISTRY[name] = builder
+        return builder
+
+    return decorator
+
+
+def registered_names() -> tuple[str, ...]:
+    """Names registered so far, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def get_builder(name: str) -> ModelBuilder:
+    """The builder registered as ``name``; ``ValueError`` listing the valid names otherwise."""
+    if not isinstance(name, str) or name not in _REGISTRY:
+        valid = ", ".join(sorted(_REGISTRY))
+        raise ValueError(f"Unknown model name {name!r}. Valid names: {valid}.")
+    return _REGISTRY[name]
+
+
+# ------------------------------------------------------------------------------------------- validation
+def validate_image_size(image_size: Any, min_size: int = MIN_IMAGE_SIZE) -> int:
+    """``image_size`` as an int, checked to be an integer ``>= min_size``."""
+    if isinstance(image_size, bool) or not isinstance(image_size, int):
+        raise ValueError(
+            f"`image_size` must be an int (height = width in pixels); got {image_size!r} "
+            f"of type {type(image_size).__name__}."
+        )
+    if image_size < min_size:
+        raise ValueError(
+            f"`image_size` must be >= {min_size} for this architecture; got {image_size}."
+        )
+    return image_size
+
+
+def validate_rate(value: Any, name: str) -> float:
+    """A rate in ``[0, 1)`` (dropout-like), as float."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise ValueError(f"`{name}` must be a number in [0, 1); got {value!r}.")
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"`{name}` must be in [0, 1); got {value}.")
+    return float(value)
+
+
+def validate_common(
+    image_size: Any, l2: Any, dropout: Any, min_size: int = MIN_IMAGE_SIZE
+) -> tuple[int, float, float]:
+    """Check the arguments every builder shares; returns ``(image_size, l2, dropout)``."""
+    image_size = validate_image_size(image_size, min_size)
+    if isinstance(l2, bool) or not isinstance(l2, int | float) or not math.isfinite(l2) or l2 < 0:
+        raise ValueError(f"`l2` (weight decay factor) must be a finite number >= 0; got {l2!r}.")
+    dropout = validate_rate(dropout, "dropout")
+    return image_size, float(l2), dropout
+
+
+# ------------------------------------------------------------------------------------ input/preprocess
+def image_input() -> keras.KerasTensor:
+    """The model input: raw RGB images of any height/width, ``(batch, None, None, 3)``."""
+    return keras.Input(shape=(None, None, 3), name="image")
+
+
+def preprocess(inputs: keras.KerasTensor, image_size: int) -> keras.KerasTensor:
+    """Resize (bilinear) to ``image_size`` and normalise with ImageNet mean/std.
+
+    Both layers run in float32 even under a mixed-precision policy (0-255 pixel values and the
+    means are not exact in bfloat16); the next layer casts to the compute dtype.
+    """
+    x = layers.Resizing(
+        image_size, image_size, interpolation="bilinear", name="resize", dtype="float32"
+    )(inputs)
+    return layers.Normalization(
+        mean=list(IMAGENET_MEAN),
+        variance=[s**2 for s in IMAGENET_STD],
+        name="normalize",
+        dtype="float32",
+    )(x)
+
+
+# ------------------------------------------------------------------------------------- layer kwargs
+def regularizer(l2: float) -> keras.regularizers.Regularizer:
+    """A fresh ``L2(l2)`` regularizer (one instance per layer)."""
+    return keras.regularizers.L2(l2)
+
+
+def conv_kwargs(l2: float) -> dict[str, Any]:
+    """Keyword arguments for ``Conv2D``: He-normal init (ReLU networks) and L2 on the kernel."""
+    return {"kernel_initializer": "he_normal", "kernel_regularizer": regularizer(l2)}
+
+
+def sepconv_kwargs(l2: float) -> dict[str, Any]:
+    """Keyword arguments for ``SeparableConv2D``: L2 on both depthwise and pointwise kernels."""
+    return {
+        "depthwise_regularizer": regularizer(l2),
+        "pointwise_regularizer": regularizer(l2),
+        "pointwise_initializer": "he_normal",
+    }
+
+
+def dense_kwargs(l2: float) -> dict[str, Any]:
+    """Keyword arguments for ``Dense`` (and attention projections): L2 on the kernel."""
+    return {"kernel_regularizer": regularizer(l2)}
+
+
+# -------------------------------------------------------------------------------------------- blocks
+def batch_norm(x: keras.KerasTensor, name: str) -> keras.KerasTensor:
+    """``BatchNormalization`` with PyTorch-like momentum/epsilon."""
+    return layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)(x)
+
+
+def bn_relu(x: keras.KerasTensor, name: str, relu_name: str | None = None) -> keras.KerasTensor:
+    """BatchNorm then ReLU (pre-activation style); layers named ``{name}_bn`` / ``{name}_relu``."""
+    x = batch_norm(x, f"{name}_bn")
+    return layers.ReLU(name=relu_name or f"{name}_relu")(x)
+
+
+def conv_bn(
+    x: keras.KerasTensor,
+    filters: int,
+    kernel_size: int,
+    l2: float,
+    name: str,
+    *,
+    strides: int = 1,
+    padding: str = "same",
+    relu: bool = True,
+    relu_name: str | None = None,
+) -> keras.KerasTensor:
+    """Conv2D (no bias) -> BatchNorm [-> ReLU]; layers named ``{name}_conv`` / ``_bn`` / ``_relu``."""
+    x = layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding=padding,
+        use_bias=False,
+        name=f"{name}_conv",
+        **conv_kwargs(l2),
+    )(x)
+    x = batch_norm(x, f"{name}_bn")
+    if relu:
+        x = layers.ReLU(name=relu_name or f"{name}_relu")(x)
+    return x
+
+
+def stem(x: keras.KerasTensor, filters: int, l2: float) -> keras.KerasTensor:
+    """ResNet/DenseNet stem: 7x7/2 conv -> BN -> ReLU -> 3x3/2 max-pool."""
+    x = conv_bn(x, filters, 7, l2, "stem", strides=2)
+    return layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+
+
+def logit_head(x: keras.KerasTensor, l2: float, dropout: float) -> keras.KerasTensor:
+    """``[Dropout] -> Dense(1)`` in float32 named ``"logit"`` (the fake-vs-real logit)."""
+    if dropout > 0:
+        x = layers.Dropout(dropout, name="head_dropout")(x)
+    return layers.Dense(1, dtype="float32", name="logit", **dense_kwargs(l2))(x)
+
+
+def pooled_head(x: keras.KerasTensor, l2: float, dropout: float) -> keras.KerasTensor:
+    """Global average pooling then :func:`logit_head` (ResNet, DenseNet, Xception)."""
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    return logit_head(x, l2, dropout)
+
+
+def mlp_head(
+    x: keras.KerasTensor, l2: float, dropout: float, units: int = 4096
+) -> keras.KerasTensor:
+    """AlexNet/VGG classifier: Flatten -> (Dropout -> Dense -> ReLU) x 2 -> logit."""
+    x = layers.Flatten(name="flatten")(x)
+    for i in (1, 2):
+        if dropout > 0:
+            x = layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
+        x = layers.Dense(units, name=f"fc{i}", **dense_kwargs(l2))(x)
+        x = layers.ReLU(name=f"fc{i}_relu")(x)
+    return logit_head(x, l2, 0.0)
