@@ -117,8 +117,8 @@ def keras_reference(images: list[np.ndarray], threshold: float) -> dict[str, np.
     prob, mem = [], []
     for image in images:
         x = image[np.newaxis].astype(np.float32)
-        prob.append(sigmoid(model.predict_on_batch(x))[0, 0])
-        mem.append([sigmoid(m.predict_on_batch(x))[0, 0] for m in members])
+        prob.append(sigmoid(model(x, training=False))[0, 0])
+        mem.append([sigmoid(m(x, training=False))[0, 0] for m in members])
     prob_arr = np.asarray(prob)
     return {"probability_fake": prob_arr, "label": (prob_arr >= threshold).astype(int),
             "members": np.asarray(mem)}
