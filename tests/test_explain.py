@@ -14,6 +14,7 @@ from tfdeepfake.explain import (
     gradcam,
     heatmaps,
     is_ensemble,
+    main,
     overlay,
     panel,
     save_png,
@@ -97,3 +98,16 @@ def test_overlay_and_panel(images: list[np.ndarray], tmp_path: Path) -> None:
         gradcam(build_model("alexnet", 64), image, target="nonsense")
     with pytest.raises(ValueError):
         overlay(image[..., 0], heat)
+
+
+def test_explain_cli_writes_a_figure_with_one_row_per_image(
+        shared_data: Path, tmp_path: Path) -> None:
+    keras.utils.set_random_seed(5)
+    build_model("alexnet", 64, l2=0.0, dropout=0.0).save(tmp_path / "m.keras")
+    paths = [sorted((shared_data / "rvf10k" / "test" / c).glob("*.jpg"))[0] for c in ("fake", "real")]
+    out = tmp_path / "fig.png"
+    assert main([str(tmp_path / "m.keras"), *map(str, paths), "--out", str(out),
+                 "--tile-height", "100"]) == 0
+    figure = read_image(out)
+    assert figure.shape == (2 * 126 + 4, 2 * 100 + 4, 3)
+    assert main([str(tmp_path / "missing.keras"), str(paths[0]), "--out", str(out)]) == 2
