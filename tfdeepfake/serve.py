@@ -1,0 +1,429 @@
+"""Serve an exported detector: ``python -m tfdeepfake.serve --model-dir saved_models/NAME``.
+
+A FastAPI app on uvicorn that loads the newest version of ``saved_models/NAME`` once with
+``tf.saved_model.load`` (no Keras needed) and answers TensorFlow Serving's REST API:
+
+- ``GET /v1/models/NAME[/versions/N]`` (status), ``GET /v1/models/NAME[/versions/N]/metadata``;
+- ``POST /v1/models/NAME[/versions/N]:predict`` with ``{"instances": [...]}`` (rows) or ``{"inputs": ...}``
+  (columns). An instance is an encoded image ``{"b64": "..."}`` (or ``{"image_bytes": {"b64": "..."}}``) —
+  run through the ``predict_bytes`` signature — or a nested ``[height][width][3]`` list of 0-255 integers
+  (``serving_default``). Answers ``{"predictions": [{"probability_fake", "label", "members"}, ...]}`` or
+  ``{"outputs": {...}}``; errors are ``{"error": "..."}`` with a 4xx status.
+
+Plus the upload page at ``/`` (``static/``), ``GET /api/info`` and ``POST /api/upload`` (multipart field
+``file``) behind it. Bad input never gives a 5xx: bodies over ``max_body_bytes`` (``Content-Length`` and the
+streamed size) get 413, images over ``max_pixels`` (read from the header before decoding) get 413,
+everything else malformed gets 400 and unknown models or versions 404. Inference runs in a bounded thread
+pool; the loaded SavedModel is shared by all requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import io
+import json
+import re
+import socket
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tfdeepfake import CLASS_NAMES
+from tfdeepfake.export import OUTPUTS, SIGNATURES, check_name, latest_version, read_export_info
+
+STATIC_DIR = Path(__file__).with_name("static")
+DEFAULT_MAX_BODY_BYTES = 10_000_000
+DEFAULT_MAX_PIXELS = 25_000_000
+DEFAULT_MAX_BATCH = 64
+_MODEL_PATH = re.compile(
+    r"(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?(?P<metadata>/metadata)?(?::(?P<verb>\w+))?"
+)
+
+
+class ApiError(HTTPException):
+    """A client error, rendered as ``{"error": message}`` with ``status``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(status_code=status, detail=message)
+
+
+# ------------------------------------------------------------------------------------------- limits
+class BodyLimit:
+    """ASGI middleware: 413 when ``Content-Length`` or the streamed body exceeds ``max_bytes``."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            status, message = (413, self._too_large()) if length.isdigit() else (400, "bad Content-Length")
+            await JSONResponse({"error": message}, status, headers={"Connection": "close"})(
+                scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:  # raised inside the handler: rendered by the error handler
+                raise ApiError(413, self._too_large())
+            return message
+
+        await self.app(scope, limited, send)
+
+    def _too_large(self) -> str:
+        return f"request body larger than the limit of {self.max_bytes} bytes"
+
+
+def image_pixels(data: bytes, max_pixels: int) -> int:
+    """Width x height read from an encoded image's header (nothing decoded); 400/413 when unfit."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    except Image.DecompressionBombError:
+        raise ApiError(413, f"image has more than {max_pixels} pixels") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
+        raise ApiError(400, "data is not a readable image (JPEG, PNG, GIF, BMP or WebP)") from None
+    if width * height > max_pixels:
+        raise ApiError(413, f"image of {width}x{height} pixels is over the limit of {max_pixels} pixels")
+    return width * height
+
+
+# ------------------------------------------------------------------------------------ request parsing
+def _b64(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise ApiError(400, '"b64" must hold a base64 string')
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, '"b64" value is not valid base64') from None
+
+
+def _as_bytes(item: Any) -> bytes | None:
+    """The image bytes of ``{"b64": ...}`` / ``{"image_bytes": {"b64": ...}}``; None for other values."""
+    if isinstance(item, dict) and set(item) == {"image_bytes"}:
+        item = item["image_bytes"]
+        if not (isinstance(item, dict) and set(item) == {"b64"}):
+            raise ApiError(400, '"image_bytes" must be {"b64": "<base64 image>"}')
+    if isinstance(item, dict) and set(item) == {"b64"}:
+        return _b64(item["b64"])
+    return None
+
+
+def _as_images(value: Any) -> np.ndarray:
+    """Nested 0-255 integer lists as a uint8 array ``[batch, height, width, 3]``."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError, OverflowError, RecursionError):
+        array = np.empty(0, dtype=object)
+    if array.dtype == object or array.ndim != 4 or array.shape[-1] != 3 or 0 in array.shape:
+        shape = "ragged" if array.dtype == object else list(array.shape)
+        raise ApiError(400, "pixel-list images must have shape [batch, height, width, 3] (RGB), one "
+                            f"shape per request; got {shape}")
+    if array.dtype.kind not in "iuf" or not np.all(np.isfinite(array)) \
+            or np.any(array != np.round(array)) or array.min() < 0 or array.max() > 255:
+        raise ApiError(400, "pixel values must be integers in 0..255")
+    return array.astype(np.uint8)
+
+
+def _unwrap(instance: Any) -> Any:
+    """The pixel lists of a row instance (bare or ``{"images": ...}``)."""
+    if isinstance(instance, dict):
+        if set(instance) != {"images"}:
+            raise ApiError(400, 'an instance object must be {"b64": ...}, {"image_bytes": {"b64": ...}} '
+                                f'or {{"images": [...]}}; got keys {sorted(instance)}')
+        return instance["images"]
+    if isinstance(instance, str):
+        raise ApiError(400, 'encoded images must be sent as {"b64": "<base64>"}')
+    return instance
+
+
+def parse_predict(body: Any, max_batch: int) -> tuple[str, list[bytes] | np.ndarray, bool]:
+    """``(signature, batch, row_format)`` from a TF Serving predict request body."""
+    if not isinstance(body, dict):
+        raise ApiError(400, 'request body must be a JSON object with "instances" or "inputs"')
+    unknown = set(body) - {"instances", "inputs", "signature_name"}
+    if unknown or ("instances" in body) == ("inputs" in body):
+        raise ApiError(400, 'request must hold exactly one of "instances" (row format) or "inputs" '
+                            f'(columnar) and optionally "signature_name"; got keys {sorted(body)}')
+    signature = body.get("signature_name")
+    if signature is not None and signature not in SIGNATURES:
+        raise ApiError(400, f"unknown signature_name {signature!r}; this model has {list(SIGNATURES)}")
+    rows = "instances" in body
+    data = body["instances"] if rows else body["inputs"]
+    if not rows and isinstance(data, dict) and len(data) == 1 and set(data) <= {"images", "image_bytes"}:
+        data = next(iter(data.values()))  # named columnar input
+        data = [data] if isinstance(data, dict) else data
+    if not isinstance(data, list) or not data:
+        raise ApiError(400, f'"{"instances" if rows else "inputs"}" must be a non-empty list')
+    if len(data) > max_batch:
+        raise ApiError(400, f"at most {max_batch} images per request; got {len(data)}")
+    blobs = [_as_bytes(item) for item in data]
+    if all(b is not None for b in blobs):
+        kind, batch = "predict_bytes", [b for b in blobs if b is not None]
+    elif any(b is not None for b in blobs):
+        raise ApiError(400, 'encoded ({"b64": ...}) and pixel-list images mixed in one request')
+    else:
+        kind, batch = "serving_default", _as_images([_unwrap(i) for i in data])
+    if signature is not None and signature != kind:
+        raise ApiError(400, f"signature {signature!r} does not take these inputs (they fit {kind!r})")
+    return kind, batch, rows
+
+
+# ---------------------------------------------------------------------------------------- predictor
+class Predictor:
+    """The newest exported version of one model, loaded once; thread-safe."""
+
+    def __init__(self, model_dir: str | Path) -> None:
+        import tensorflow as tf
+
+        self.model_dir = Path(model_dir)
+        self.name = check_name(self.model_dir.resolve().name)
+        self.version, self.path = latest_version(self.model_dir)
+        self.info = read_export_info(self.path)
+        self._tf = tf
+        self._loaded = tf.saved_model.load(str(self.path))
+        missing = [s for s in SIGNATURES if s not in self._loaded.signatures]
+        if missing:
+            raise ValueError(f"{self.path}: SavedModel lacks signature(s) {missing} (not a tfdeepfake export)")
+        self.signatures = {s: self._loaded.signatures[s] for s in SIGNATURES}
+        n = int(self.signatures["serving_default"].structured_outputs["members"].shape[-1])
+        members = [m["name"] for m in self.info.get("members", [])]
+        self.members = members if len(members) == n else [f"member_{i}" for i in range(n)]
+        self.threshold = float(self.info.get("threshold", 0.5))
+        self.warmup()
+
+    def warmup(self) -> None:
+        """Run both signatures once, so the first request is not slowed by lazy initialisation."""
+        image = np.zeros((1, 8, 8, 3), np.uint8)
+        self.predict("serving_default", image)
+        self.predict("predict_bytes", [self._tf.io.encode_png(image[0]).numpy()])
+
+    def predict(self, signature: str, batch: list[bytes] | np.ndarray) -> dict[str, np.ndarray]:
+        """Run one signature; ``InvalidArgumentError`` (undecodable image) becomes a 400."""
+        tf = self._tf
+        try:
+            if signature == "predict_bytes":
+                out = self.signatures[signature](image_bytes=tf.constant(batch, tf.string))
+            else:
+                out = self.signatures[signature](images=tf.constant(batch, tf.uint8))
+        except tf.errors.InvalidArgumentError as exc:
+            first = (exc.message or "").strip().splitlines()[0] if exc.message else ""
+            raise ApiError(400, f"could not decode the image(s): {first[:200]}") from None
+        return {k: out[k].numpy() for k in OUTPUTS}
+
+    def metadata(self) -> dict[str, Any]:
+        """TF Serving's ``signature_def`` metadata, built from the loaded signatures."""
+        dtypes = {"uint8": "DT_UINT8", "string": "DT_STRING", "float32": "DT_FLOAT", "int64": "DT_INT64"}
+
+        def spec(name: str, s: Any, key: str) -> dict[str, Any]:
+            return {"dtype": dtypes.get(s.dtype.name, s.dtype.name), "name": f"{key}_{name}:0",
+                    "tensor_shape": {"dim": [{"size": str(-1 if d is None else d), "name": ""}
+                                             for d in s.shape.as_list()], "unknown_rank": False}}
+
+        defs = {}
+        for key, fn in self.signatures.items():
+            inputs = fn.structured_input_signature[1]
+            defs[key] = {"inputs": {n: spec(n, s, key) for n, s in inputs.items()},
+                         "outputs": {n: spec(n, t, "StatefulPartitionedCall")
+                                     for n, t in fn.structured_outputs.items()},
+                         "method_name": "tensorflow/serving/predict"}
+        return {"model_spec": {"name": self.name, "signature_name": "", "version": str(self.version)},
+                "metadata": {"signature_def": {"signature_def": defs}}}
+
+    def status(self) -> dict[str, Any]:
+        return {"model_version_status": [{"version": str(self.version), "state": "AVAILABLE",
+                                          "status": {"error_code": "OK", "error_message": ""}}]}
+
+
+def predictions(out: dict[str, np.ndarray], rows: bool) -> dict[str, Any]:
+    """TF Serving's JSON answer: ``{"predictions": [row, ...]}`` or ``{"outputs": {name: column}}``."""
+    columns = {k: v.tolist() for k, v in out.items()}
+    if not rows:
+        return {"outputs": columns}
+    return {"predictions": [dict(zip(columns, values, strict=True))
+                            for values in zip(*columns.values(), strict=True)]}
+
+
+# ---------------------------------------------------------------------------------------------- app
+def create_app(
+    model_dir: str | Path, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS, max_batch: int = DEFAULT_MAX_BATCH, workers: int = 4,
+) -> FastAPI:
+    """The service for the newest version under ``model_dir`` (``saved_models/NAME``).
+
+    ``max_pixels`` bounds the pixels decoded per request (summed over its images); ``workers`` bounds
+    the inferences running at once.
+    """
+    from PIL import Image
+
+    predictor = Predictor(model_dir)
+    limiter = anyio.CapacityLimiter(workers)
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:
+        Image.MAX_IMAGE_PIXELS = max_pixels  # our own limit applies; Pillow's must not be lower
+    app = FastAPI(title=f"tfdeepfake: {predictor.name}", docs_url="/docs", redoc_url=None)
+    app.state.predictor = predictor
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": f"invalid request: {exc.errors()}"}, 400)
+
+    def check_pixels(blobs: list[bytes]) -> None:
+        total = sum(image_pixels(b, max_pixels) for b in blobs)
+        if total > max_pixels:
+            raise ApiError(413, f"images hold {total} pixels together; the limit is {max_pixels}")
+
+    def run_predict(body: bytes) -> dict[str, Any]:
+        try:
+            parsed = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            raise ApiError(400, "request body is not valid JSON") from None
+        signature, batch, rows = parse_predict(parsed, max_batch)
+        if isinstance(batch, list):
+            check_pixels(batch)
+        elif batch.shape[0] * batch.shape[1] * batch.shape[2] > max_pixels:
+            raise ApiError(413, f"images hold more than {max_pixels} pixels together")
+        return predictions(predictor.predict(signature, batch), rows)
+
+    def run_upload(data: bytes) -> dict[str, Any]:
+        check_pixels([data])
+        out = predictor.predict("predict_bytes", [data])
+        prob, label = float(out["probability_fake"][0]), int(out["label"][0])
+        return {"verdict": CLASS_NAMES[label], "probability_fake": prob, "label": label,
+                "threshold": predictor.threshold, "model": predictor.name, "version": predictor.version,
+                "members": [{"name": n, "probability_fake": float(p)}
+                            for n, p in zip(predictor.members, out["members"][0].tolist(), strict=True)]}
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
+    @app.get("/api/info")
+    async def info() -> dict[str, Any]:
+        """The served model: name, version, threshold, members and the request limits."""
+        return {"name": predictor.name, "version": predictor.version, "threshold": predictor.threshold,
+                "members": predictor.members, "mode": predictor.info.get("mode"),
+                "weights": predictor.info.get("weights"), "max_body_bytes": max_body_bytes,
+                "max_pixels": max_pixels, "labels": list(CLASS_NAMES)}
+
+    @app.post("/api/upload")
+    async def upload(request: Request) -> dict[str, Any]:
+        """Score one uploaded image (multipart field ``file``): verdict, P(fake), members' scores."""
+        form = await request.form(max_files=1, max_fields=4)
+        file = form.get("file")
+        if not isinstance(file, UploadFile):
+            raise ApiError(400, 'send the image as multipart/form-data field "file"')
+        data = await file.read()
+        if not data:
+            raise ApiError(400, "the uploaded file is empty")
+        return await anyio.to_thread.run_sync(run_upload, data, limiter=limiter)
+
+    @app.api_route("/v1/models/{path:path}", methods=["GET", "POST"])
+    async def tf_serving(path: str, request: Request) -> Any:
+        """TensorFlow Serving's REST API for this one model."""
+        m = _MODEL_PATH.fullmatch(path)
+        if m is None:
+            raise ApiError(404, f"no such endpoint: /v1/models/{path}")
+        if m["name"] != predictor.name:
+            raise ApiError(404, f"Servable not found for request: Latest({m['name']})")
+        if m["version"] is not None and int(m["version"]) != predictor.version:
+            raise ApiError(404, f"Servable not found for request: Specific({m['name']}, {m['version']})")
+        verb = m["verb"]
+        if verb is None:
+            if request.method != "GET":
+                raise ApiError(405, "use GET for status and metadata, POST for :predict")
+            return predictor.metadata() if m["metadata"] else predictor.status()
+        if m["metadata"]:
+            raise ApiError(404, f"no such endpoint: /v1/models/{path}")
+        if verb != "predict":
+            raise ApiError(400 if verb in ("classify", "regress") else 404,
+                           f"{verb!r} is not supported by this model; use :predict")
+        if request.method != "POST":
+            raise ApiError(405, "use POST for :predict")
+        body = await request.body()
+        return await anyio.to_thread.run_sync(run_predict, body, limiter=limiter)
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+@contextmanager
+def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Run ``app`` on uvicorn in a background thread; yield its base URL (``port=0``: a free port)."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("uvicorn failed to start")
+            threading.Event().wait(0.02)
+        bound = sock.getsockname()[1]
+        yield f"http://{'[' + host + ']' if ':' in host else host}:{bound}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tfdeepfake.serve",
+                                description="Serve an exported detector (TF Serving REST API + upload page).")
+    p.add_argument("--model-dir", required=True, help="saved_models/NAME (its newest version is served)")
+    p.add_argument("--host", default="127.0.0.1", help="(default: %(default)s; 0.0.0.0 to listen on all)")
+    p.add_argument("--port", type=int, default=8501, help="(default: %(default)s, as TF Serving's REST)")
+    p.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help="most pixels decoded per request (default: %(default)s)")
+    p.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH, help="most images per request")
+    p.add_argument("--workers", type=int, default=4, help="inferences running at once")
+    p.add_argument("--log-level", default="info")
+    args = p.parse_args(argv)
+    try:
+        app = create_app(args.model_dir, max_body_bytes=args.max_body_bytes, max_pixels=args.max_pixels,
+                         max_batch=args.max_batch, workers=args.workers)
+    except (ValueError, FileNotFoundError) as exc:
+        p.exit(2, f"error: {exc}\n")
+    import uvicorn
+
+    print(f"serving {app.state.predictor.name} version {app.state.predictor.version} on "
+          f"http://{args.host}:{args.port}/ (REST: /v1/models/{app.state.predictor.name}:predict)",
+          flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
