@@ -542,8 +542,9 @@ def main(argv: Sequence[str] | None = None, *, scorer_factory: Callable[..., Sco
     p = argparse.ArgumentParser(
         prog="python -m tfdeepfake.predict",
         description="Detect deepfakes in images, folders and videos.")
-    p.add_argument("model", help="run folder, .keras file, or SavedModel folder (saved_models/NAME"
-                                 " or saved_models/NAME/VERSION)")
+    p.add_argument("model", metavar="MODEL",
+                   help="run folder, .keras file, or SavedModel folder (saved_models/NAME"
+                        " or saved_models/NAME/VERSION)")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders, videos")
     p.add_argument("--csv", help="write one row per scored item to this CSV file")
     p.add_argument("--json", help="write the rows to this JSON file")
