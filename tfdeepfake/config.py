@@ -49,7 +49,6 @@ class TrainConfig:
     augment_jpeg: bool = True
     augment_blur: bool = True
     vit_size: str = "tiny"
-    steps_per_epoch: int | None = None
 
     def validate(self) -> TrainConfig:
         """Raise ``ValueError`` naming the first field that is out of range."""
@@ -66,7 +65,6 @@ class TrainConfig:
             (0 <= self.val_fraction < 1, "val_fraction", "in [0, 1)"),
             (0 <= self.test_fraction < 1, "test_fraction", "in [0, 1)"),
             (self.val_fraction + self.test_fraction < 1, "val_fraction + test_fraction", "< 1"),
-            (self.steps_per_epoch is None or self.steps_per_epoch >= 1, "steps_per_epoch", ">= 1"),
         ]
         for ok, name, expected in checks:
             if not ok:
