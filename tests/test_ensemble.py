@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import helpers_models as hm
 import keras
@@ -95,17 +97,20 @@ def test_single_model_is_its_own_only_member():
     assert split_ensemble(model) == ([model], None)
 
 
-def test_evaluate_reports_each_member_beside_the_ensemble(tiny_dataset):
-    from tfdeepfake.evaluate import evaluate, format_result
-
+def test_evaluate_cli_reports_each_member_beside_the_ensemble(tiny_dataset, tmp_path):
+    """``python -m tfdeepfake.evaluate`` in a fresh process loads the ensemble (FuseLogits registered)."""
     data = tiny_dataset(4, size=40)
-    result = evaluate(hm.ensemble_run(), data, batch_size=4)
+    out = tmp_path / "eval.json"
+    proc = subprocess.run([sys.executable, "-m", "tfdeepfake.evaluate", str(hm.ensemble_run()),
+                           "--data", str(data), "--batch-size", "4", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
     assert set(result["members"]) == {"resnet18-test", "alexnet-test"}
-    assert result["n_images"] == 8 and "tuned" in result
+    assert result["n_images"] == 8 and "tuned" in result and result["image_size"] == 48
     for member in result["members"].values():
         assert member["n_images"] == 8
-    text = format_result(result)
-    assert "member resnet18-test" in text and "member alexnet-test" in text
+    assert "member resnet18-test" in proc.stdout and "member alexnet-test" in proc.stdout
 
 
 def test_cli_logit_mode_without_export(tmp_path, capsys):
