@@ -169,3 +169,16 @@ def test_small_real_run_learns_only_from_true_labels(shared_data, tmp_path, shuf
         # 400 held-out images: chance gives AUC 0.5 +- 0.03, so 0.65 is five standard deviations above.
         assert result["roc_auc"] > 0.65, result["roc_auc"]
         assert result["accuracy"] > 0.58, result["accuracy"]
+
+
+def test_config_file_sets_defaults_and_flags_win(tmp_path):
+    from tfdeepfake.config import TrainConfig
+
+    path = TrainConfig(model="vit", lr=0.003, l2=0.002, dropout=0.2, batch_size=16, out="old").save(
+        tmp_path / "best.json")
+    config = train.parse_config(["--config", str(path), "--lr", "0.5"])
+    assert (config.model, config.lr, config.l2, config.dropout, config.batch_size) == (
+        "vit", 0.5, 0.002, 0.2, 16)
+    assert config.out is None  # a config file never points a new run at an old run folder
+    with pytest.raises(ValueError, match="cannot read config"):
+        train.parse_config(["--config", str(tmp_path / "missing.json")])

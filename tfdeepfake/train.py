@@ -277,11 +277,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-blur", dest="augment_blur", action="store_false")
     p.add_argument("--no-augment", action="store_true", help="switch all augmentation off")
     p.add_argument("--vit-size", choices=("tiny", "small", "base"), default=d.vit_size)
+    p.add_argument("--config", metavar="FILE",
+                   help="a config JSON (a run's config.json, or tfdeepfake.tune's best config) whose "
+                        "values become the defaults; flags given on the command line still win")
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    values = {k: v for k, v in vars(args).items() if k != "no_augment"}
+    values = {k: v for k, v in vars(args).items() if k not in ("no_augment", "config")}
     if args.no_augment:
         values.update(augment_flip=False, augment_jpeg=False, augment_blur=False)
     return TrainConfig(**values).validate()
@@ -302,13 +305,23 @@ def _resume_config(config: TrainConfig) -> TrainConfig:
     return resumed
 
 
+def parse_config(argv: Sequence[str] | None, parser: argparse.ArgumentParser | None = None) -> TrainConfig:
+    """Flags -> ``TrainConfig``: ``--config FILE`` values become defaults, ``--resume`` reloads the run's."""
+    parser = parser or build_parser()
+    args = parser.parse_args(argv)
+    if args.config:
+        saved = TrainConfig.load(args.config).to_dict()
+        saved.update(out=None, resume=False)
+        parser.set_defaults(**saved)
+        args = parser.parse_args(argv)
+    config = config_from_args(args)
+    return _resume_config(config) if config.resume else config
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        config = config_from_args(args)
-        if config.resume:
-            config = _resume_config(config)
+        config = parse_config(argv, parser)
         if config.model != "all":
             train(config)
             return 0
