@@ -5,13 +5,22 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import helpers_models as hm
 import keras
 import numpy as np
 import pytest
 
-from tfdeepfake.ensemble import FuseLogits, build_ensemble, main, parse_weights, split_ensemble
+from tfdeepfake.ensemble import (
+    FuseLogits,
+    build_ensemble,
+    ensemble_threshold,
+    main,
+    parse_weights,
+    split_ensemble,
+    unique_names,
+)
 from tfdeepfake.runs import load_model, model_image_size, resolve_model
 
 
@@ -113,21 +122,52 @@ def test_evaluate_cli_reports_each_member_beside_the_ensemble(tiny_dataset, tmp_
     assert "member resnet18-test" in proc.stdout and "member alexnet-test" in proc.stdout
 
 
-def test_cli_logit_mode_without_export(tmp_path, capsys):
-    run = str(hm.member_runs()[0])  # the same run twice: names made distinct
-    assert main([run, run, "--name", "cli", "--mode", "logit", "--weights", "1,3",
+def _run_copy(src: Path, dst: Path, split: Path | None) -> Path:
+    """A run folder sharing ``src``'s model (symlink), with a ``split.csv`` listing ``split``'s images."""
+    dst.mkdir(parents=True)
+    (dst / "model.keras").symlink_to(src / "model.keras")
+    (dst / "metrics.json").write_text((src / "metrics.json").read_text())
+    if split is not None:
+        rows = [f"{p},{int(p.parent.name == 'fake')},val," for p in sorted(split.rglob("*.png"))]
+        (dst / "split.csv").write_text("path,label,split,reason\n" + "\n".join(rows) + "\n")
+    return dst
+
+
+def test_cli_logit_mode_threshold_on_shared_validation_split(tiny_dataset, tmp_path, capsys):
+    val = tiny_dataset(4, size=40)
+    src = hm.member_runs()[0]
+    runs = [str(_run_copy(src, tmp_path / name, val)) for name in ("first", "second")]
+    assert main([*runs, "--name", "cli", "--mode", "logit", "--weights", "1,3",
                  "--root", str(tmp_path), "--no-export"]) == 0
-    assert "written to" in capsys.readouterr().out
-    info = json.loads((tmp_path / "ensemble-cli" / "ensemble.json").read_text())
-    assert info["mode"] == "logit"
-    assert [m["name"] for m in info["members"]] == ["resnet18-test", "resnet18-test_2"]
-    model = load_model(tmp_path / "ensemble-cli" / "model.keras")
+    assert "shared validation split (8 images)" in capsys.readouterr().out
+    folder = tmp_path / "ensemble-cli"
+    info = json.loads((folder / "ensemble.json").read_text())
+    assert info["mode"] == "logit" and [m["name"] for m in info["members"]] == ["first", "second"]
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["val"]["n_images"] == 8 and metrics["threshold"] == metrics["val"]["threshold"]
+    assert resolve_model(folder).threshold == pytest.approx(metrics["threshold"])
+
+    model = load_model(folder / "model.keras")
     members, fuse = split_ensemble(model)
     x = np.full((1, 33, 33, 3), 128.0, np.float32)
     logits = np.array([float(np.asarray(m.predict_on_batch(x))[0, 0]) for m in members])
     assert float(np.asarray(model.predict_on_batch(x))[0, 0]) == pytest.approx(
         float(logits @ np.array([0.25, 0.75])), abs=1e-4)
     assert not (tmp_path / "saved_models").exists()
+
+
+def test_threshold_sources(tiny_dataset, tmp_path):
+    model = hm.keras_ensemble()
+    refs = [resolve_model(r) for r in hm.member_runs()]
+    threshold, source, val = ensemble_threshold(model, refs)
+    assert threshold == pytest.approx((0.4 + 2 * 0.7) / 3) and val is None and "mean" in source
+    data = tiny_dataset(3, size=40)
+    threshold, source, val = ensemble_threshold(model, refs, val_data=data)
+    assert 0.0 <= threshold <= 1.0 and val["n_images"] == 6 and str(data) in source
+    no_threshold = _run_copy(hm.member_runs()[0], tmp_path / "bare", None)
+    (no_threshold / "metrics.json").unlink()
+    assert ensemble_threshold(model, [refs[0], resolve_model(no_threshold)])[0] == 0.5
+    assert unique_names(["a", "a", "b", "a"]) == ["a", "a_2", "b", "a_3"]
 
 
 def test_cli_errors_exit_2(tmp_path):

@@ -7,7 +7,9 @@ registered :class:`FuseLogits` layer averages them (mean of probabilities by def
 optional logit averaging). It loads with ``safe_mode=True`` and is evaluated like any model.
 
 The ensemble is written as a run-like folder ``runs/ensemble-NAME/`` (``model.keras``, ``ensemble.json``,
-``metrics.json`` with a threshold) and, unless ``--no-export``, exported for TensorFlow Serving.
+``metrics.json`` with a threshold) and, unless ``--no-export``, exported for TensorFlow Serving. The
+threshold is chosen as in training (balanced accuracy) on ``--val-data``, else on the validation split the
+members' runs share (their ``split.csv``), else it is the weighted mean of the members' thresholds.
 """
 
 from __future__ import annotations
@@ -23,10 +25,19 @@ from typing import Any
 import keras
 from keras import ops
 
-from tfdeepfake.runs import METRICS_FILE, MODEL_FILE, load_model, model_image_size, resolve_model
+from tfdeepfake.runs import (
+    METRICS_FILE,
+    MODEL_FILE,
+    ModelRef,
+    load_model,
+    model_image_size,
+    predict_scores,
+    resolve_model,
+)
 
 MODES = ("prob", "logit")
 ENSEMBLE_FILE = "ensemble.json"
+SPLIT_FILE = "split.csv"
 
 
 @keras.saving.register_keras_serializable(package="tfdeepfake")
@@ -135,14 +146,64 @@ def parse_weights(text: str | None) -> list[float] | None:
         raise ValueError(f"--weights must be comma-separated numbers; got {text!r}") from None
 
 
+def shared_validation_split(refs: Sequence[ModelRef]) -> tuple[list[str], list[int]] | None:
+    """The validation images (paths, labels) every member's run used, if their ``split.csv`` agree."""
+    import pandas as pd
+
+    found = []
+    for ref in refs:
+        path = ref.run_dir / SPLIT_FILE if ref.run_dir else None
+        if path is None or not path.is_file():
+            return None
+        frame = pd.read_csv(path)
+        val = frame[frame["split"] == "val"].sort_values("path")
+        found.append((val["path"].astype(str).tolist(), val["label"].astype(int).tolist()))
+    if not found[0][0] or any(f != found[0] for f in found[1:]):
+        return None
+    return found[0]
+
+
+def ensemble_threshold(
+    model: Any, refs: Sequence[ModelRef], *, val_data: str | Path | None = None, batch_size: int = 32,
+) -> tuple[float, str, dict[str, Any] | None]:
+    """``(threshold, where it comes from, validation figures)`` for an ensemble of ``refs``.
+
+    Chosen as in training (balanced accuracy) on ``val_data`` (a folder evaluated like
+    ``tfdeepfake.evaluate``'s), else on the members' shared validation split, else the weighted mean of
+    the members' thresholds (0.5 when one recorded none).
+    """
+    from tfdeepfake import data as data_mod
+    from tfdeepfake.metrics import binary_metrics, choose_threshold
+
+    size = model_image_size(model)
+    if val_data is not None:
+        index = data_mod.index_eval_folder(val_data)
+        dataset = data_mod.dataset_for(index, "test", image_size=size, batch_size=batch_size)
+        source = f"chosen on {val_data}"
+    else:
+        split = shared_validation_split(refs)
+        if split is None:
+            thresholds = [ref.threshold for ref in refs]
+            if any(t is None for t in thresholds):
+                return 0.5, "0.5 (a member recorded no threshold)", None
+            weights = split_ensemble(model)[1].normalised_weights(len(refs))
+            mean = sum(w * t for w, t in zip(weights, thresholds, strict=True))
+            return float(mean), "weighted mean of the members' thresholds", None
+        dataset = data_mod.make_dataset(*split, image_size=size, batch_size=batch_size, cache=False)
+        source = "chosen on the members' shared validation split"
+    labels, scores = predict_scores(model, dataset)
+    threshold = choose_threshold(labels, scores)
+    return threshold, f"{source} ({len(labels)} images)", binary_metrics(labels, scores, threshold)
+
+
 def create_ensemble(
     runs: Sequence[str | Path], name: str, *, weights: Sequence[float] | None = None,
-    mode: str = "prob", root: str | Path = "runs",
+    mode: str = "prob", root: str | Path = "runs", val_data: str | Path | None = None,
 ) -> Path:
     """Load the members, build the ensemble and write ``ROOT/ensemble-NAME/``; return that folder.
 
-    The folder's ``metrics.json`` holds the threshold used by ``evaluate`` and the export: the weighted
-    mean of the members' validation thresholds when every member recorded one, else 0.5.
+    ``metrics.json`` holds the threshold used by ``evaluate`` and the export (see
+    :func:`ensemble_threshold`) and, when it was chosen on validation images, their figures (``val``).
     """
     if weights is not None and len(weights) != len(runs):
         raise ValueError(f"{len(weights)} weights given for {len(runs)} members")
@@ -151,17 +212,15 @@ def create_ensemble(
     for member, member_name in zip(members, unique_names([ref.name for ref in refs]), strict=True):
         member.name = member_name
     model = build_ensemble(members, weights=weights, mode=mode, name=name)
-    fuse = split_ensemble(model)[1]
-    norm = fuse.normalised_weights(len(members))
-    thresholds = [ref.threshold for ref in refs]
-    threshold = (sum(w * t for w, t in zip(norm, thresholds, strict=True))
-                 if all(t is not None for t in thresholds) else 0.5)
+    norm = split_ensemble(model)[1].normalised_weights(len(members))
+    threshold, source, val = ensemble_threshold(model, refs, val_data=val_data)
 
     out = Path(root) / f"ensemble-{name}"
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / MODEL_FILE)
     info = {
         "name": name, "mode": mode, "weights": norm, "threshold": threshold,
+        "threshold_source": source,
         "members": [
             {"name": m.name, "model": str(ref.model_path), "threshold": ref.threshold,
              "image_size": model_image_size(m), "weight": w}
@@ -169,9 +228,12 @@ def create_ensemble(
         ],
     }
     (out / ENSEMBLE_FILE).write_text(json.dumps(info, indent=2) + "\n")
-    metrics = {"model": "ensemble", "threshold": threshold, "params": int(model.count_params()),
-               "epochs_run": 0, "train_seconds": 0.0, "ensemble": info}
-    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    metrics: dict[str, Any] = {"model": "ensemble", "threshold": threshold,
+                               "params": int(model.count_params()), "epochs_run": 0,
+                               "train_seconds": 0.0, "ensemble": info}
+    if val is not None:
+        metrics["val"] = val
+    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2, default=float) + "\n")
     return out
 
 
@@ -185,6 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--weights", default=None, help="comma-separated member weights (default: equal)")
     p.add_argument("--mode", choices=MODES, default="prob",
                    help="average probabilities (default) or logits")
+    p.add_argument("--val-data", default=None, metavar="DIR",
+                   help="choose the threshold on this real/ fake/ folder (default: on the members' shared "
+                        "validation split, else the weighted mean of their thresholds)")
     p.add_argument("--root", default="runs", help="where to write ensemble-NAME/ (default: %(default)s)")
     p.add_argument("--export", action=argparse.BooleanOptionalAction, default=True,
                    help="also export for TensorFlow Serving to --export-root/NAME/VERSION (default: yes)")
@@ -192,13 +257,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         out = create_ensemble(args.runs, args.name, weights=parse_weights(args.weights),
-                              mode=args.mode, root=args.root)
+                              mode=args.mode, root=args.root, val_data=args.val_data)
     except (ValueError, FileNotFoundError) as exc:
         p.exit(2, f"error: {exc}\n")
     info = json.loads((out / ENSEMBLE_FILE).read_text())
     members = ", ".join(f"{m['name']} ({m['weight']:.3g})" for m in info["members"])
     print(f"ensemble {args.name} ({args.mode} averaging of {members}; threshold "
-          f"{info['threshold']:.4f}) written to {out}")
+          f"{info['threshold']:.4f}, {info['threshold_source']}) written to {out}")
     if args.export:
         from tfdeepfake.export import describe_export, export_model
 
