@@ -1,0 +1,81 @@
+"""A tiny end-to-end experiment: two small models, 32 px, one epoch, a test and a cross-dataset folder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tfdeepfake import experiment
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """Run the CLI once for the module (tiny data written with conftest's helper)."""
+    from conftest import write_tiny_images
+
+    root = tmp_path_factory.mktemp("exp")
+    for folder, n, seed in (("train", 10, 0), ("test", 4, 1), ("other", 4, 2)):
+        write_tiny_images(root / folder / "real", n, fake=False, seed=seed, prefix="real")
+        write_tiny_images(root / folder / "fake", n, fake=True, seed=seed, prefix="fake")
+    out = root / "out"
+    rc = experiment.main(["--data", str(root / "train"), "--test-data", str(root / "test"),
+                          "--cross-data", str(root / "other"), "--models", "alexnet", "resnet18",
+                          "--image-size", "32", "--epochs", "1", "--batch-size", "8",
+                          "--robustness-images", "6", "--out", str(out)])
+    assert rc == 0
+    return root, out
+
+
+def test_report_table_has_a_row_per_model_and_the_ensemble(finished):
+    root, out = finished
+    report = (out / "REPORT.md").read_text()
+    assert report.startswith("# tfdeepfake experiment report")
+    assert "python -m tfdeepfake.experiment --data" in report
+    for section in ("## Test folder", "## Cross-dataset: other", "## Robustness", "## Goals of issue #6"):
+        assert section in report
+    test_table = report.split("## Test folder")[1].split("##")[0]
+    rows = [line for line in test_table.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [r.split("|")[1].strip() for r in rows[1:]] == ["alexnet", "resnet18", "ensemble"]
+    for header in ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "eer",
+                   "params", "train s"):
+        assert header in rows[0]
+
+
+def test_plots_and_results(finished):
+    root, out = finished
+    for name in ("curves-alexnet", "curves-resnet18", "confusion-alexnet", "confusion-ensemble",
+                 "roc-test", "roc-other", "robustness"):
+        assert (out / f"{name}.png").stat().st_size > 1000, name
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["results"]) == {"alexnet", "resnet18", "ensemble"}
+    assert results["results"]["ensemble"]["test"]["n_images"] == 8
+    assert results["results"]["ensemble"]["other"]["n_images"] == 8
+    assert len(results["robustness"]) == 3 * 14 and {r["n_images"] for r in results["robustness"]} == {6}
+    # --test-data given: nothing carved from the training folder for testing
+    split = (out / "runs" / "alexnet" / "split.csv").read_text()
+    assert ",test," not in split and ",val," in split
+
+
+def test_members_are_chosen_on_validation(tmp_path):
+    runs = {}
+    for name, auc, acc in (("a", 0.6, 0.9), ("b", 0.8, 0.5), ("c", 0.8, 0.7), ("d", float("nan"), 1.0)):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "metrics.json").write_text(json.dumps({"val": {"roc_auc": auc, "accuracy": acc},
+                                                      "test": {"roc_auc": 1.0}}))
+        runs[name] = run
+    assert experiment.select_members(runs, 3) == ["c", "b", "a"]
+    assert experiment.select_members(runs, 0) == ["c"]
+
+
+def test_goal_lines_say_by_how_much():
+    results = {"ensemble": {"test": {"accuracy": 0.9}, "hardfake": {"roc_auc": 0.96}}}
+    lines = experiment.goal_lines(results, ["test", "hardfake"])
+    assert "MISSED by 5.0 points" in lines[0] and lines[1].endswith("met")
+
+
+def test_unknown_model_exits_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        experiment.main(["--models", "lenet", "--out", str(tmp_path)])
+    assert exc.value.code == 2
