@@ -230,8 +230,10 @@ def evaluate_models(models: Mapping[str, Path], sets: Mapping[str, Any], *, batc
 
 
 def robustness(models: Mapping[str, Path], index: Any, *, max_images: int | None = 300,
-               batch_size: int = 32, seed: int = 0, log: Log = _log) -> Any:
-    """The robustness sweep of every model on ``index``'s test split, as one DataFrame."""
+               levels: Mapping[str, Sequence[float]] | None = None, batch_size: int = 32, seed: int = 0,
+               log: Log = _log) -> Any:
+    """The robustness sweep of every model on ``index``'s test split, as one DataFrame (``levels``:
+    default :data:`tfdeepfake.robustness.DEFAULT_LEVELS`)."""
     import pandas as pd
 
     from tfdeepfake.robustness import robustness_sweep
@@ -239,7 +241,7 @@ def robustness(models: Mapping[str, Path], index: Any, *, max_images: int | None
     frames = []
     for name, path in models.items():
         started = time.perf_counter()
-        frames.append(robustness_sweep(path, index, max_images=max_images, batch_size=batch_size,
+        frames.append(robustness_sweep(path, index, levels=levels, max_images=max_images, batch_size=batch_size,
                                        seed=seed, name=name))
         log(f"robustness sweep of {name}: {time.perf_counter() - started:.0f} s")
     return pd.concat(frames, ignore_index=True)
