@@ -125,17 +125,17 @@ def test_single_model_export_cli_and_version_numbering(tmp_path, capsys):
     from tfdeepfake.runs import load_model
 
     run = hm.member_runs()[0]
-    root = tmp_path / "exports"
-    (root / "single" / "notes").mkdir(parents=True)  # not a version: ignored
-    assert next_version(root / "single") == 1
-    assert main([str(run), "--name", "single", "--root", str(root)]) == 0
-    assert "docker run" in capsys.readouterr().out
-    assert main([str(run / "model.keras"), "--name", "single", "--root", str(root),
+    model_root = tmp_path / "exports" / "single"
+    for existing in ("1", "7", "notes", ".tmp-partial"):  # versions 1 and 7 taken; others not versions
+        (model_root / existing).mkdir(parents=True)
+    assert versions(model_root) == [1, 7] and next_version(model_root) == 8
+    assert main([str(run), "--name", "single", "--root", str(tmp_path / "exports"),
                  "--threshold", "0.25"]) == 0
-    assert versions(root / "single") == [1, 2] and next_version(root / "single") == 3
-    version, folder = latest_version(root / "single")
-    assert version == 2 and read_export_info(folder)["threshold"] == 0.25
-    assert read_export_info(root / "single" / "1")["threshold"] == 0.4  # the run's own threshold
+    assert "docker run" in capsys.readouterr().out
+    assert versions(model_root) == [1, 7, 8] and next_version(model_root) == 9
+    version, folder = latest_version(model_root)
+    assert version == 8 and read_export_info(folder)["threshold"] == 0.25  # not the run's 0.4
+    assert (model_root / "single.keras").is_file()
 
     image = hm.random_image(50, 40, 5)
     out = tf.saved_model.load(str(folder)).signatures["serving_default"](images=tf.constant(image[None]))

@@ -283,7 +283,7 @@ def create_app(
     limiter = anyio.CapacityLimiter(workers)
     if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:
         Image.MAX_IMAGE_PIXELS = max_pixels  # our own limit applies; Pillow's must not be lower
-    app = FastAPI(title=f"tfdeepfake: {predictor.name}", docs_url="/docs", redoc_url=None)
+    app = FastAPI(title=f"tfdeepfake: {predictor.name}", docs_url=None, redoc_url=None)  # no CDN assets
     app.state.predictor = predictor
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
 
