@@ -22,7 +22,6 @@ def evaluate(
     image_size: int | None = None, threshold: float | None = None,
 ) -> dict[str, Any]:
     """Score every image of ``data_dir``; return the metrics dict (JSON-ready)."""
-    import tfdeepfake.ensemble  # noqa: F401  (registers FuseLogits: ensembles load too)
     from tfdeepfake import data as data_mod
     from tfdeepfake.metrics import evaluation_report
     from tfdeepfake.runs import load_model, model_image_size, predict_scores, resolve_model

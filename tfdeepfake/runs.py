@@ -64,7 +64,8 @@ def load_model(path: str | Path) -> Any:
     """Load a ``.keras`` file with ``safe_mode=True`` (our custom layers are registered)."""
     import keras
 
-    import tfdeepfake.models  # noqa: F401  (registers custom layers)
+    import tfdeepfake.ensemble  # noqa: F401  (registers the ensemble's FuseLogits layer)
+    import tfdeepfake.models  # noqa: F401  (registers the models' custom layers)
 
     return keras.saving.load_model(Path(path), safe_mode=True, compile=False)
 
