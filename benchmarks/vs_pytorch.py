@@ -1,0 +1,1081 @@
+"""tfdeepfake (Keras/TensorFlow) vs the original PyTorch code on this machine's CPU (issue #5).
+
+``python -m benchmarks.vs_pytorch [--quick] [--json FILE]`` measures, side by side in one run:
+
+1. training throughput (images/s, batch 32, 224 px) of AlexNet, VGG13 and Xception: our model built by
+   ``tfdeepfake.models.build_model`` and compiled by ``tfdeepfake.train.compile_model`` (Keras
+   ``train_on_batch``) vs the reference loop of ``benchmarks/torch_reference.py``;
+2. inference throughput (batch 32): our exported SavedModel (``serving_default``, uint8 images) and
+   ``model.predict`` vs the reference in ``eval()`` under ``torch.no_grad()``;
+3. the input pipeline, JPEG folder -> normalised 224 px batches: ``tfdeepfake.data.make_dataset`` vs the
+   reference ``DataLoader`` with 2 workers;
+4. each side's peak resident memory (``VmHWM`` of its process, plus its DataLoader workers');
+5. the bf16 matrix-multiply peak of the machine (best of TF and torch, 4096^3 bf16 matmuls), to which
+   AlexNet inference is compared.
+
+Every measurement runs in its own worker process per side (``--worker``; peak memory is not shared).
+Workers are started one after the other and warmed up (warm-up excluded from timing), then the parent
+asks them in turn for one timed repetition each (ours, reference, reference, ours, ... : ABBA order, so
+a slow drift of the machine's load hits both sides alike) and reports medians. Ratios are ours /
+reference measured in the same run; absolute images/s depend on the machine's load.
+
+``--accuracy`` trains a small model on rvf10k with ``python -m tfdeepfake.train`` in float32 and with
+the fast settings (same seed, same split) and reports both test accuracies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import io
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "rvf10k"
+MODELS = ("alexnet", "vgg13", "xception")
+TASKS = ("peak", "pipeline", "train", "infer")
+TARGETS = {"train": 1.5, "infer": 2.0, "pipeline": 1.5, "pipeline_vs_train": 5.0,
+           "alexnet_peak_fraction": 0.60}
+REFERENCE = "reference"
+
+# Our default ("fast") settings, the winners of the lever rows (see BENCHMARKS.md): bf16 where the CPU
+# has AVX512_BF16/AMX ("auto"), XLA for the training step of the dense-heavy AlexNet only.
+DEFAULT_TRAIN_SETTINGS = {"alexnet": "auto+xla", "vgg13": "auto", "xception": "auto"}
+DEFAULT_INFER_SETTINGS = {"alexnet": "savedmodel:auto", "vgg13": "savedmodel:auto",
+                          "xception": "savedmodel:auto"}
+LEVER_TRAIN_SETTINGS = ("float32", "mixed_bfloat16", "mixed_bfloat16+xla")
+LEVER_INFER_SETTINGS = ("savedmodel:float32", "savedmodel:mixed_bfloat16",
+                        "savedmodel:mixed_bfloat16+xla", "predict:mixed_bfloat16")
+
+
+# ============================================================================================ settings
+@dataclass
+class Settings:
+    """What to run. ``quick()`` and ``full()`` give the two standard modes."""
+
+    models: tuple[str, ...] = MODELS
+    tasks: tuple[str, ...] = TASKS
+    image_size: int = 224
+    batch: int = 32
+    reps: int = 3
+    train_steps: dict[str, int] = field(default_factory=lambda: {"alexnet": 3, "vgg13": 1,
+                                                                  "xception": 1})
+    infer_batches: dict[str, int] = field(default_factory=lambda: {"alexnet": 6, "vgg13": 1,
+                                                                    "xception": 2})
+    warmup: dict[str, int] = field(default_factory=lambda: {"alexnet": 2, "vgg13": 1,
+                                                             "xception": 1, "pipeline": 2})
+    pipeline_images: int = 960
+    peak_size: int = 4096
+    data: str = str(DEFAULT_DATA / "train")
+    sides: tuple[str, ...] = ("tf", "torch")
+    train_settings: dict[str, list[str]] = field(default_factory=dict)
+    infer_settings: dict[str, list[str]] = field(default_factory=dict)
+    workers: int = 2
+    max_others: float = 0.3
+    """A repetition is discarded (and redone) when other processes kept more CPU cores than this busy."""
+    max_wait: float = 30.0
+    """Seconds to wait for other processes to quiet down before each repetition."""
+    retries: int = 2
+    """Repetitions that may be redone in all, per measurement."""
+    mode: str = "full"
+
+    def train_rows(self, model: str) -> list[str]:
+        return self.train_settings.get(model) or [DEFAULT_TRAIN_SETTINGS.get(model, "auto")]
+
+    def infer_rows(self, model: str) -> list[str]:
+        return self.infer_settings.get(model) or [DEFAULT_INFER_SETTINGS.get(model,
+                                                                             "savedmodel:auto")]
+
+    @classmethod
+    def quick(cls) -> Settings:
+        """Seconds: AlexNet only, 128 px, batch 16, one repetition (ratios indicative only)."""
+        return cls(models=("alexnet",), image_size=128, batch=16, reps=1,
+                   train_steps={"alexnet": 2}, infer_batches={"alexnet": 2}, max_wait=5.0, retries=0,
+                   pipeline_images=192, peak_size=2048, mode="quick")
+
+    @classmethod
+    def full(cls) -> Settings:
+        return cls()
+
+
+# ============================================================================================ helpers
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """Peak resident set size (``VmHWM``) of a process in MiB (0.0 when unknown)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if pid == "self" else 0.0
+
+
+def _busy_seconds() -> float:
+    """CPU seconds spent busy by the whole machine since boot (all cores, from ``/proc/stat``)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds used by process ``pid`` and its living descendants (DataLoader workers)."""
+    total, todo = 0.0, [pid]
+    tick = os.sysconf("SC_CLK_TCK")
+    while todo:
+        p = todo.pop()
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(stat[11]) + int(stat[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def _available_gib() -> float:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2**20
+    except (OSError, ValueError):
+        pass
+    return math.inf
+
+
+def busy_cores(seconds: float = 1.0) -> float:
+    """Average CPU cores kept busy by all processes over the next ``seconds``."""
+    try:
+        before = _busy_seconds()
+        time.sleep(seconds)
+        return (_busy_seconds() - before) / seconds
+    except OSError:
+        return 0.0
+
+
+def wait_for_quiet(threshold: float, max_wait: float) -> float:
+    """Wait (up to ``max_wait`` s) until other processes use at most ``threshold`` cores; seconds waited."""
+    start = time.perf_counter()
+    if max_wait <= 0:
+        return 0.0
+    while busy_cores(1.0) > threshold and time.perf_counter() - start < max_wait:
+        pass
+    return time.perf_counter() - start
+
+
+def cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def load_average() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
+def list_images(root: str | Path) -> list[tuple[str, int]]:
+    """``(path, label)`` of the JPEG/PNG images under ``root/real`` (0) and ``root/fake`` (1)."""
+    root = Path(root)
+    items: list[tuple[str, int]] = []
+    for label, cls in enumerate(("real", "fake")):
+        items += [(str(p), label) for p in sorted((root / cls).rglob("*"))
+                  if p.suffix.lower() in (".jpg", ".jpeg", ".png") and p.is_file()]
+    if not items:
+        raise FileNotFoundError(f"{root}: no images under real/ and fake/")
+    return items
+
+
+def conv_dense_flops(model: Any) -> int:
+    """Multiply-add FLOPs (2 per MAC) of one image through the Conv2D/SeparableConv2D/Dense layers."""
+    import keras
+
+    total = 0
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, keras.Model):
+            continue
+        out = getattr(layer, "output", None)
+        if out is None:
+            continue
+        if isinstance(layer, keras.layers.SeparableConv2D):
+            kh, kw, cin, mult = layer.depthwise_kernel.shape
+            h, w, cout = out.shape[1:]
+            total += 2 * h * w * (kh * kw * cin * mult + cin * mult * cout)
+        elif isinstance(layer, keras.layers.Conv2D):
+            kh, kw, cin, cout = layer.kernel.shape
+            h, w = out.shape[1:3]
+            total += 2 * h * w * kh * kw * cin * cout
+        elif isinstance(layer, keras.layers.Dense):
+            total += 2 * math.prod(layer.kernel.shape)
+    return int(total)
+
+
+ENV_FLAGS = {
+    "frozen": ("TF_ONEDNN_ASSUME_FROZEN_WEIGHTS", "1"),  # inference: oneDNN keeps reordered weights
+    "caller": ("TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD", "1"),
+    "sysalloc": ("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "1"),
+    "noonednn": ("TF_ENABLE_ONEDNN_OPTS", "0"),
+}
+"""Setting flags that set a TensorFlow environment variable in the worker (before TF is imported)."""
+
+
+def parse_setting(setting: str) -> dict[str, Any]:
+    """``[mode:]precision[+xla][+inter1][+ENV_FLAG...]`` -> ``{"mode", "precision", "jit", ...}``."""
+    mode, _, rest = setting.rpartition(":")
+    tokens = rest.split("+")
+    flags = set(tokens[1:])
+    unknown = flags - {"xla", "inter1", *ENV_FLAGS}
+    if unknown or mode not in ("", "savedmodel", "predict"):
+        raise ValueError(f"bad setting {setting!r}: [savedmodel:|predict:]PRECISION[+xla][+inter1]"
+                         f"[+{'|'.join(ENV_FLAGS)}]")
+    return {"mode": mode or "savedmodel", "precision": tokens[0], "jit": "xla" in flags,
+            "inter_op": 1 if "inter1" in flags else None,
+            "env": dict(ENV_FLAGS[f] for f in sorted(flags & set(ENV_FLAGS)))}
+
+
+# ======================================================================================== TF side
+def _tf_setup(precision: str, inter_op: int | None = None, env: dict[str, str] | None = None) -> str:
+    """Import TF quietly, apply env/thread settings and the Keras precision policy; return the policy."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.update(env or {})
+    import keras
+    import tensorflow as tf
+
+    from tfdeepfake.hardware import resolve_precision
+
+    if inter_op is not None:
+        tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+    policy = resolve_precision(precision)
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+class TFTrain:
+    """Our training step: ``build_model`` + ``compile_model`` (SGD momentum 0.9, BCE on the logit)."""
+
+    def __init__(self, model: str, image_size: int, batch: int, steps: int, setting: str,
+                 seed: int = 0) -> None:
+        opts = parse_setting(setting)
+        self.policy = _tf_setup(opts["precision"], opts["inter_op"], opts["env"])
+        import numpy as np
+        import tensorflow as tf
+
+        from tfdeepfake.config import TrainConfig
+        from tfdeepfake.models import build_model
+        from tfdeepfake.train import compile_model
+
+        rng = np.random.default_rng(seed)
+        self.model = build_model(model, image_size)
+        compile_model(self.model, TrainConfig(model=model, precision=self.policy,
+                                              jit_compile=opts["jit"]))
+        self.x = tf.constant(rng.integers(0, 256, (batch, image_size, image_size, 3)), tf.float32)
+        self.y = tf.constant(rng.integers(0, 2, (batch, 1)), tf.float32)
+        self.batch, self.steps = batch, steps
+
+    def step(self) -> None:
+        self.model.train_on_batch(self.x, self.y)
+
+    def run(self) -> float:
+        start = time.perf_counter()
+        for _ in range(self.steps):
+            self.step()
+        return self.steps * self.batch / (time.perf_counter() - start)
+
+
+def _export_fallback(model: Any, path: Path, jit: bool) -> None:
+    """``serving_default`` taking uint8 ``[b, h, w, 3]`` (as ``tfdeepfake.export``), optional XLA."""
+    import keras
+    import tensorflow as tf
+
+    def serve(images: Any) -> dict[str, Any]:
+        logit = tf.cast(model(tf.cast(images, tf.float32), training=False), tf.float32)
+        return {"probability_fake": tf.sigmoid(logit[:, 0])}
+
+    fn = tf.function(serve, jit_compile=True) if jit else serve
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", fn,
+                         input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, "images")])
+    archive.write_out(str(path), verbose=False)
+
+
+class TFInfer:
+    """Our inference: the exported SavedModel's ``serving_default`` (uint8), or ``model.predict``."""
+
+    def __init__(self, model: str, image_size: int, batch: int, steps: int, setting: str,
+                 seed: int = 0) -> None:
+        opts = parse_setting(setting)
+        self.policy = _tf_setup(opts["precision"], opts["inter_op"], opts["env"])
+        import numpy as np
+        import tensorflow as tf
+
+        from tfdeepfake.models import build_model
+
+        rng = np.random.default_rng(seed)
+        keras_model = build_model(model, image_size)
+        self.flops = conv_dense_flops(keras_model)
+        self.mode, self.batch, self.steps = opts["mode"], batch, steps
+        images = rng.integers(0, 256, (batch * steps, image_size, image_size, 3), dtype=np.uint8)
+        self.exporter = ""
+        if self.mode == "predict":
+            keras_model.compile(jit_compile=opts["jit"])
+            self.model, self.images = keras_model, images
+            return
+        self._tmp = tempfile.TemporaryDirectory(prefix="tfdeepfake-bench-")
+        path = Path(self._tmp.name)
+        if not opts["jit"]:  # the project's exporter, when it is there, as users get it
+            try:
+                from tfdeepfake.export import export_model
+
+                path = export_model(keras_model, "bench", root=path)
+                self.exporter = "tfdeepfake.export"
+            except ImportError:
+                pass
+        if not self.exporter:
+            _export_fallback(keras_model, path / "export", opts["jit"])
+            path, self.exporter = path / "export", "keras.export.ExportArchive" + (
+                "+xla" if opts["jit"] else "")
+        self.serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+        self.batches = [tf.constant(images[i * batch:(i + 1) * batch]) for i in range(steps)]
+
+    def step(self) -> None:
+        if self.mode == "predict":
+            self.model.predict(self.images[: self.batch], batch_size=self.batch, verbose=0)
+        else:
+            self.serve(images=self.batches[0])["probability_fake"].numpy()
+
+    def run(self) -> float:
+        start = time.perf_counter()
+        if self.mode == "predict":
+            self.model.predict(self.images, batch_size=self.batch, verbose=0)
+        else:
+            for b in self.batches:
+                self.serve(images=b)["probability_fake"].numpy()
+        return self.steps * self.batch / (time.perf_counter() - start)
+
+
+class TFPipeline:
+    """``tfdeepfake.data.make_dataset`` (decode + bilinear resize, no cache), then ImageNet-normalised."""
+
+    def __init__(self, data: str, image_size: int, batch: int, images: int, setting: str = "") -> None:
+        _tf_setup("float32")
+        import tensorflow as tf
+
+        from tfdeepfake.data import make_dataset
+        from tfdeepfake.models.common import IMAGENET_MEAN, IMAGENET_STD
+
+        items = list_images(data)
+        mean = tf.constant(IMAGENET_MEAN, tf.float32)
+        std = tf.constant(IMAGENET_STD, tf.float32)
+        ds = make_dataset([p for p, _ in items], [y for _, y in items], image_size=image_size,
+                          batch_size=batch, training=False, cache=False)
+        ds = ds.repeat().map(lambda x, y: ((x - mean) / std, y),
+                             num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        self.iterator = iter(ds)
+        self.batches = max(1, images // batch)
+
+    def step(self) -> None:
+        next(self.iterator)
+
+    def run(self) -> float:
+        n = 0
+        start = time.perf_counter()
+        for _ in range(self.batches):
+            n += int(next(self.iterator)[0].shape[0])
+        return n / (time.perf_counter() - start)
+
+
+def _best_seconds(fn: Callable[[], Any], repeats: int) -> float:
+    fn()
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+class TFPeak:
+    """Best GFLOP/s of ``n x n`` matmuls in TensorFlow, bf16 (the value) and float32."""
+
+    def __init__(self, n: int, repeats: int = 3) -> None:
+        _tf_setup("float32")
+        import tensorflow as tf
+
+        self.n, self.repeats, self.tf = n, repeats, tf
+        self.extra: dict[str, float] = {}
+
+    def _gflops(self, dtype: Any) -> float:
+        tf = self.tf
+        a = tf.cast(tf.random.normal((self.n, self.n)), dtype)
+        b = tf.cast(tf.random.normal((self.n, self.n)), dtype)
+        mm = tf.function(lambda: tf.matmul(a, b))
+        return 2 * self.n**3 / _best_seconds(lambda: mm().numpy(), self.repeats) / 1e9
+
+    def step(self) -> None:
+        pass
+
+    def run(self) -> float:
+        self.extra["float32_gflops"] = max(self.extra.get("float32_gflops", 0.0),
+                                           self._gflops(self.tf.float32))
+        return self._gflops(self.tf.bfloat16)
+
+
+# ===================================================================================== torch side
+class TorchTrain:
+    """The reference training loop on pre-normalised NCHW batches."""
+
+    def __init__(self, model: str, image_size: int, batch: int, steps: int, setting: str = REFERENCE,
+                 seed: int = 0) -> None:
+        import torch
+        from torch import nn
+
+        from benchmarks import torch_reference as ref
+
+        torch.manual_seed(seed)
+        self.model = ref.build_reference(model, image_size)
+        self.model.train()
+        self.optimizer = ref.make_optimizer(self.model)
+        self.criterion = nn.BCEWithLogitsLoss()
+        self.x = torch.randn(batch, 3, image_size, image_size)
+        self.y = torch.randint(0, 2, (batch, 1)).float()
+        self.batch, self.steps, self.ref = batch, steps, ref
+
+    def step(self) -> None:
+        self.ref.train_step(self.model, self.optimizer, self.criterion, self.x, self.y)
+
+    def run(self) -> float:
+        start = time.perf_counter()
+        for _ in range(self.steps):
+            self.step()
+        return self.steps * self.batch / (time.perf_counter() - start)
+
+
+class TorchInfer:
+    """The reference inference: ``eval()`` + ``torch.no_grad()`` on pre-normalised batches."""
+
+    def __init__(self, model: str, image_size: int, batch: int, steps: int, setting: str = REFERENCE,
+                 seed: int = 0) -> None:
+        import torch
+
+        from benchmarks import torch_reference as ref
+
+        torch.manual_seed(seed)
+        self.model = ref.build_reference(model, image_size).eval()
+        self.batches = [torch.randn(batch, 3, image_size, image_size) for _ in range(steps)]
+        self.batch, self.steps, self.ref = batch, steps, ref
+
+    def step(self) -> None:
+        self.ref.predict_logits(self.model, self.batches[0])
+
+    def run(self) -> float:
+        start = time.perf_counter()
+        for b in self.batches:
+            self.ref.predict_logits(self.model, b)
+        return self.steps * self.batch / (time.perf_counter() - start)
+
+
+class TorchPipeline:
+    """The reference ``DataLoader`` (PIL, ToTensor, Resize, Normalize; ``workers`` processes)."""
+
+    def __init__(self, data: str, image_size: int, batch: int, images: int, workers: int = 2) -> None:
+        from benchmarks import torch_reference as ref
+
+        loader = ref.reference_loader(ref.list_images(data), size=image_size, batch_size=batch,
+                                      workers=workers, samples=10**8)
+        self.iterator = iter(loader)
+        self.batches = max(1, images // batch)
+
+    def step(self) -> None:
+        next(self.iterator)
+
+    def run(self) -> float:
+        n = 0
+        start = time.perf_counter()
+        for _ in range(self.batches):
+            n += int(next(self.iterator)[0].shape[0])
+        return n / (time.perf_counter() - start)
+
+    def children_rss_mb(self) -> float:
+        workers = getattr(self.iterator, "_workers", [])
+        return sum(peak_rss_mb(w.pid) for w in workers)
+
+
+class TorchPeak:
+    """Best GFLOP/s of ``n x n`` matmuls in torch, bf16 (the value) and float32."""
+
+    def __init__(self, n: int, repeats: int = 3) -> None:
+        import torch
+
+        self.n, self.repeats, self.torch = n, repeats, torch
+        self.extra: dict[str, float] = {}
+
+    def _gflops(self, dtype: Any) -> float:
+        torch = self.torch
+        a = torch.randn(self.n, self.n).to(dtype)
+        b = torch.randn(self.n, self.n).to(dtype)
+        return 2 * self.n**3 / _best_seconds(lambda: torch.matmul(a, b), self.repeats) / 1e9
+
+    def step(self) -> None:
+        pass
+
+    def run(self) -> float:
+        self.extra["float32_gflops"] = max(self.extra.get("float32_gflops", 0.0),
+                                           self._gflops(self.torch.float32))
+        return self._gflops(self.torch.bfloat16)
+
+
+def make_measurement(spec: dict[str, Any]) -> Any:
+    """The measurement object a worker runs for ``spec`` (see :class:`Job`)."""
+    side, task = spec["side"], spec["task"]
+    common = {"image_size": spec["image_size"], "batch": spec["batch"]}
+    if task == "peak":
+        return (TFPeak if side == "tf" else TorchPeak)(spec["peak_size"])
+    if task == "pipeline":
+        if side == "tf":
+            return TFPipeline(spec["data"], images=spec["images"], **common)
+        return TorchPipeline(spec["data"], images=spec["images"], workers=spec["workers"], **common)
+    cls = {("tf", "train"): TFTrain, ("tf", "infer"): TFInfer,
+           ("torch", "train"): TorchTrain, ("torch", "infer"): TorchInfer}[(side, task)]
+    return cls(spec["model"], steps=spec["steps"], setting=spec["setting"], **common)
+
+
+# ========================================================================================= worker
+def worker_main(stdin: IO[str], out: IO[str]) -> int:
+    """Worker loop: read a spec, build + warm up, answer ``run`` with one timed repetition."""
+
+    def send(message: dict[str, Any]) -> None:
+        out.write(json.dumps(message) + "\n")
+        out.flush()
+
+    spec = json.loads(stdin.readline())
+    try:
+        start = time.perf_counter()
+        m = make_measurement(spec)
+        for _ in range(spec.get("warmup", 1)):
+            m.step()
+        ready: dict[str, Any] = {"ready": True, "setup_s": round(time.perf_counter() - start, 2)}
+        for key in ("policy", "exporter", "flops"):
+            if getattr(m, key, None):
+                ready[key] = getattr(m, key)
+        send(ready)
+        for line in stdin:
+            command = json.loads(line)["cmd"]
+            if command == "run":
+                value = m.run()
+                send({"value": value, "extra": dict(getattr(m, "extra", {}))})
+            elif command == "quit":
+                children = m.children_rss_mb() if hasattr(m, "children_rss_mb") else 0.0
+                send({"peak_rss_mb": peak_rss_mb() + children, "children_rss_mb": children})
+                break
+    except Exception as exc:  # reported to the parent, which stops with the message
+        import traceback
+
+        send({"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
+        return 1
+    return 0
+
+
+class Worker:
+    """A ``--worker`` subprocess speaking JSON lines on its stdin / a private stdout pipe."""
+
+    def __init__(self, spec: dict[str, Any], log: IO[str] | None = None, timeout: float = 1800) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        self.spec, self.timeout = spec, timeout
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.vs_pytorch", "--worker"], cwd=ROOT, env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log or subprocess.DEVNULL,
+            text=True, bufsize=1,
+        )
+        self._send(spec)
+        self.ready = self._receive()
+
+    def _send(self, message: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(message) + "\n")
+        self.proc.stdin.flush()
+
+    def _receive(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait(timeout=30)
+            raise RuntimeError(f"worker {self.spec['side']}/{self.spec['task']} died "
+                               f"(exit {self.proc.returncode}); rerun with --log FILE")
+        message = json.loads(line)
+        if "error" in message:
+            self.proc.wait(timeout=30)
+            raise RuntimeError(f"worker {self.spec}: {message['error']}\n{message['traceback']}")
+        return message
+
+    def run(self) -> dict[str, Any]:
+        """One timed repetition; adds ``others_cores``: the CPU cores other processes kept busy."""
+        try:
+            busy, own, start = _busy_seconds(), _tree_cpu_seconds(self.proc.pid), time.perf_counter()
+        except OSError:
+            busy = None
+        self._send({"cmd": "run"})
+        result = self._receive()
+        if busy is not None:
+            wall = time.perf_counter() - start
+            others = (_busy_seconds() - busy) - (_tree_cpu_seconds(self.proc.pid) - own)
+            result["others_cores"] = max(0.0, others / wall) if wall > 0 else 0.0
+        return result
+
+    def quit(self) -> dict[str, Any]:
+        self._send({"cmd": "quit"})
+        result = self._receive()
+        self.proc.wait(timeout=60)
+        return result
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# ===================================================================================== orchestrator
+@dataclass
+class Row:
+    """One side of one measurement: its per-repetition values and peak memory."""
+
+    task: str
+    model: str | None
+    side: str
+    setting: str
+    values: list[float] = field(default_factory=list)
+    others: list[float] = field(default_factory=list)
+    clean: list[bool] = field(default_factory=list)
+    extra: dict[str, list[float]] = field(default_factory=dict)
+    peak_rss_mb: float = 0.0
+    setup_s: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kept(self) -> list[float]:
+        """The values of the clean repetitions (all values when none was clean)."""
+        kept = [v for v, c in zip(self.values, self.clean, strict=False) if c]
+        return kept or self.values
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.kept) if self.kept else float("nan")
+
+    @property
+    def label(self) -> str:
+        return REFERENCE if self.side == "torch" else f"ours[{self.setting}]"
+
+
+def jobs_for(settings: Settings) -> Iterator[tuple[str, str | None, list[tuple[str, str]]]]:
+    """``(task, model, [(side, setting), ...])`` in run order."""
+    sides = settings.sides
+    if "peak" in settings.tasks:
+        yield "peak", None, [(s, "matmul") for s in sides]
+    if "pipeline" in settings.tasks:
+        yield "pipeline", None, [(s, "make_dataset" if s == "tf" else REFERENCE) for s in sides]
+    for task in ("train", "infer"):
+        if task not in settings.tasks:
+            continue
+        for model in settings.models:
+            rows = settings.train_rows(model) if task == "train" else settings.infer_rows(model)
+            pairs = [("tf", r) for r in rows] if "tf" in sides else []
+            if "torch" in sides:
+                pairs.append(("torch", REFERENCE))
+            yield task, model, pairs
+
+
+def run_job(task: str, model: str | None, pairs: list[tuple[str, str]], settings: Settings,
+            say: Callable[[str], None], log: IO[str] | None = None) -> list[Row]:
+    """Start one worker per side (one after the other), then ABBA repetitions, then quit them."""
+    rows = [Row(task, model, side, setting) for side, setting in pairs]
+    workers: list[Worker] = []
+    try:
+        for row in rows:
+            spec = {"side": row.side, "task": task, "model": model, "setting": row.setting,
+                    "image_size": settings.image_size, "batch": settings.batch,
+                    "steps": (settings.train_steps if task == "train" else settings.infer_batches
+                              ).get(model or "", 1),
+                    "warmup": settings.warmup.get(model or task, 1), "images": settings.pipeline_images,
+                    "data": settings.data, "workers": settings.workers,
+                    "peak_size": settings.peak_size}
+            if _available_gib() < 4:
+                say(f"  warning: only {_available_gib():.1f} GiB of memory available")
+            worker = Worker(spec, log)
+            workers.append(worker)
+            row.setup_s = worker.ready.get("setup_s", 0.0)
+            row.info = {k: v for k, v in worker.ready.items() if k not in ("ready", "setup_s")}
+        rep = clean = 0
+        while clean < settings.reps and rep < settings.reps + settings.retries:
+            waited = wait_for_quiet(settings.max_others, settings.max_wait)
+            order = list(range(len(rows)))
+            for i in order if rep % 2 == 0 else order[::-1]:
+                result = workers[i].run()
+                rows[i].values.append(float(result["value"]))
+                rows[i].others.append(float(result.get("others_cores", float("nan"))))
+                for key, value in result.get("extra", {}).items():
+                    rows[i].extra.setdefault(key, []).append(float(value))
+            quiet = all(not r.others[-1] > settings.max_others for r in rows)
+            for r in rows:
+                r.clean.append(quiet)
+            rep, clean = rep + 1, clean + quiet
+            say(f"  {task:8s} {model or '':9s} rep {rep} ({'clean' if quiet else 'DISCARDED'}"
+                f"{f', waited {waited:.0f} s' if waited >= 1 else ''}): "
+                + "  ".join(f"{r.label} {r.values[-1]:.1f}" for r in rows)
+                + "  (other processes' CPU cores: "
+                + " ".join(f"{r.others[-1]:.1f}" for r in rows) + ")")
+        for row, worker in zip(rows, workers, strict=True):
+            row.peak_rss_mb = float(worker.quit()["peak_rss_mb"])
+    finally:
+        for worker in workers:
+            worker.kill()
+    return rows
+
+
+def _ratio(ours: float, ref: float) -> float | None:
+    return round(ours / ref, 3) if ref and ours and not math.isnan(ours) and not math.isnan(ref) \
+        else None
+
+
+def summarise(rows: list[Row], settings: Settings, meta: dict[str, Any]) -> dict[str, Any]:
+    """The JSON result: per architecture ``train_ratio``, ``infer_ratio``, ``pipeline_ratio``, ..."""
+
+    def find(task: str, model: str | None, side: str) -> list[Row]:
+        return [r for r in rows if r.task == task and r.model == model and r.side == side]
+
+    def row_dict(r: Row) -> dict[str, Any]:
+        d = {"setting": r.setting, "images_per_s": round(r.median, 3),
+             "best": round(max(r.values), 3) if r.values else None,
+             "values": [round(v, 3) for v in r.values], "clean": r.clean,
+             "others_cores": [round(v, 2) for v in r.others], "peak_rss_mb": round(r.peak_rss_mb, 1),
+             "setup_s": r.setup_s, **r.info}
+        return d
+
+    peaks = {r.side: r for r in rows if r.task == "peak"}
+    bf16_peak = max((max(r.values) for r in peaks.values() if r.values), default=None)
+    result: dict[str, Any] = {"meta": meta, "bf16_peak_gflops": bf16_peak and round(bf16_peak, 1),
+                              "peak": {}, "pipeline": {}, "models": {}}
+    for side, r in peaks.items():
+        result["peak"][side] = {"bf16_gflops": [round(v, 1) for v in r.values],
+                                "float32_gflops": [round(v, 1) for v in r.extra.get(
+                                    "float32_gflops", [])]}
+    pipe_ours, pipe_ref = find("pipeline", None, "tf"), find("pipeline", None, "torch")
+    pipeline_ratio = None
+    if pipe_ours:
+        result["pipeline"]["ours"] = row_dict(pipe_ours[0])
+    if pipe_ref:
+        result["pipeline"]["reference"] = row_dict(pipe_ref[0])
+    if pipe_ours and pipe_ref:
+        pipeline_ratio = _ratio(pipe_ours[0].median, pipe_ref[0].median)
+        result["pipeline"]["ratio"] = pipeline_ratio
+        result["pipeline"]["ratio_of_best"] = _ratio(max(pipe_ours[0].values),
+                                                     max(pipe_ref[0].values))
+    for model in settings.models:
+        entry: dict[str, Any] = {"bf16_peak_gflops": result["bf16_peak_gflops"],
+                                 "pipeline_ratio": pipeline_ratio}
+        for task in ("train", "infer"):
+            ours, ref = find(task, model, "tf"), find(task, model, "torch")
+            if not ours and not ref:
+                continue
+            block: dict[str, Any] = {"rows": [row_dict(r) for r in ours]}
+            if ref:
+                block["reference"] = row_dict(ref[0])
+            if ours:
+                best = ours[0]  # the first row is the default ("fast") setting
+                block["ours"] = row_dict(best)
+                if ref:
+                    entry[f"{task}_ratio"] = _ratio(best.median, ref[0].median)
+                    entry[f"{task}_ratio_of_best"] = _ratio(max(best.values), max(ref[0].values))
+                    for r in ours:
+                        r.info["ratio"] = _ratio(r.median, ref[0].median)
+                        r.info["ratio_of_best"] = _ratio(max(r.values), max(ref[0].values))
+                    block["rows"] = [row_dict(x) for x in ours]
+            entry[task] = block
+        infer = entry.get("infer", {}).get("ours")
+        if infer and infer.get("flops") and bf16_peak:
+            achieved = infer["images_per_s"] * infer["flops"] / 1e9
+            entry["infer_gflops"] = round(achieved, 1)
+            entry["infer_peak_fraction"] = round(achieved / bf16_peak, 3)
+        train = entry.get("train", {}).get("ours")
+        if train and pipe_ours:
+            entry["pipeline_vs_train"] = round(pipe_ours[0].median / train["images_per_s"], 2)
+        result["models"][model] = entry
+    return result
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _mark(value: float | None, target: float) -> str:
+    if value is None:
+        return ""
+    return "yes" if value >= target else f"NO ({value / target:.0%} of target)"
+
+
+def table(result: dict[str, Any]) -> str:
+    """A Markdown table of every measurement (medians; ratio of the best repetitions too) and targets."""
+    lines = ["| measurement | ours (setting) | ours img/s | reference img/s | ratio | ratio of best | "
+             "target | met | ours peak RSS MiB | reference peak RSS MiB |",
+             "|---|---|---:|---:|---:|---:|---:|---|---:|---:|"]
+
+    def line(name: str, row: dict[str, Any], ref: dict[str, Any], ratio: float | None,
+             best: float | None, target: float, mark: bool) -> str:
+        return (f"| {name} | {row.get('setting', '-')} | {_fmt(row.get('images_per_s'))} | "
+                f"{_fmt(ref.get('images_per_s'))} | {_fmt(ratio, 2)} | {_fmt(best, 2)} | {target}x | "
+                f"{_mark(ratio, target) if mark else ''} | {_fmt(row.get('peak_rss_mb'), 0)} | "
+                f"{_fmt(ref.get('peak_rss_mb'), 0)} |")
+
+    for model, entry in result["models"].items():
+        for task in ("train", "infer"):
+            block = entry.get(task)
+            if not block:
+                continue
+            ref = block.get("reference", {})
+            for i, row in enumerate(block["rows"] or [{}]):
+                lines.append(line(f"{task} {model}", row, ref, row.get("ratio"),
+                                  row.get("ratio_of_best"), TARGETS[task], i == 0))
+    pipe = result.get("pipeline", {})
+    if pipe:
+        lines.append(line("input pipeline", pipe.get("ours", {}), pipe.get("reference", {}),
+                          pipe.get("ratio"), pipe.get("ratio_of_best"), TARGETS["pipeline"], True))
+    extra = []
+    if result.get("bf16_peak_gflops"):
+        peak = result["peak"]
+        extra.append(f"bf16 matmul peak: {result['bf16_peak_gflops']:.1f} GFLOP/s (best of "
+                     + ", ".join(f"{side} bf16 {max(v['bf16_gflops']):.0f} / f32 "
+                                 f"{max(v['float32_gflops'] or [0]):.0f}" for side, v in peak.items())
+                     + ")")
+    for model, entry in result["models"].items():
+        if entry.get("infer_peak_fraction") is not None:
+            target = TARGETS["alexnet_peak_fraction"] if model == "alexnet" else None
+            extra.append(f"{model} inference: {entry['infer_gflops']:.1f} GFLOP/s = "
+                         f"{entry['infer_peak_fraction']:.0%} of the bf16 peak"
+                         + (f" (target {target:.0%}: {_mark(entry['infer_peak_fraction'], target)})"
+                            if target else ""))
+        if entry.get("pipeline_vs_train") is not None:
+            extra.append(f"pipeline / our {model} training rate: {entry['pipeline_vs_train']:.1f}x "
+                         f"(target {TARGETS['pipeline_vs_train']}x: "
+                         f"{_mark(entry['pipeline_vs_train'], TARGETS['pipeline_vs_train'])})")
+    return "\n".join(lines) + ("\n\n" + "\n".join(f"- {e}" for e in extra) if extra else "")
+
+
+def run_benchmark(settings: Settings, say: Callable[[str], None] = print,
+                  log: IO[str] | None = None, command: str = "") -> dict[str, Any]:
+    """Run every job of ``settings``; return the summary dict (see :func:`summarise`)."""
+    meta = {"cpu": cpu_model(), "cores": os.cpu_count(), "date": datetime.now(timezone.utc).isoformat(
+        timespec="seconds"), "mode": settings.mode, "command": command,
+        "settings": dataclasses.asdict(settings), "load_before": round(load_average(), 2),
+        "python": platform.python_version()}
+    meta.update(_versions(settings.sides))
+    started = time.perf_counter()
+    rows: list[Row] = []
+    for task, model, pairs in jobs_for(settings):
+        say(f"{task} {model or ''}: " + ", ".join(f"{s}[{v}]" for s, v in pairs))
+        rows += run_job(task, model, pairs, settings, say, log)
+    meta["load_after"] = round(load_average(), 2)
+    meta["seconds"] = round(time.perf_counter() - started, 1)
+    return summarise(rows, settings, meta)
+
+
+def _versions(sides: Sequence[str]) -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for dist in ("tensorflow", "keras", "torch", "numpy", "pillow"):
+        if dist == "torch" and "torch" not in sides:
+            continue
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[dist] = metadata.version(dist)
+    return out
+
+
+# ========================================================================================= accuracy
+def run_accuracy(data: Path, model: str, image_size: int, epochs: int, seeds: Sequence[int],
+                 settings: Sequence[str], out_dir: Path, say: Callable[[str], None] = print,
+                 batch: int = 32) -> dict[str, Any]:
+    """Train ``model`` with ``python -m tfdeepfake.train`` once per setting and seed; test accuracy.
+
+    A setting is ``PRECISION[+xla]``; everything else (split, augmentation, seed, epochs) is equal.
+    """
+    results: dict[str, Any] = {"model": model, "image_size": image_size, "epochs": epochs,
+                               "data": str(data), "runs": {}}
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for seed in seeds:
+        for setting in settings:
+            opts = parse_setting(setting)
+            from tfdeepfake.hardware import resolve_precision
+
+            precision = resolve_precision(opts["precision"])
+            run = out_dir / f"{model}-{setting.replace(':', '_').replace('+', '_')}-seed{seed}"
+            args = [sys.executable, "-m", "tfdeepfake.train", "--model", model, "--data", str(data),
+                    "--image-size", str(image_size), "--epochs", str(epochs), "--batch-size",
+                    str(batch), "--seed", str(seed), "--precision", precision, "--out", str(run),
+                    "--patience", str(epochs)]
+            if opts["jit"]:
+                args.append("--jit-compile")
+            start = time.perf_counter()
+            proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True)
+            seconds = time.perf_counter() - start
+            if proc.returncode != 0:
+                raise RuntimeError(f"training failed ({' '.join(args)}):\n{proc.stderr[-3000:]}")
+            metrics = json.loads((run / "metrics.json").read_text())
+            test = metrics["test"]
+            entry = {"precision": precision, "jit_compile": opts["jit"], "seed": seed,
+                     "test_accuracy": test["accuracy"], "test_roc_auc": test.get("roc_auc"),
+                     "train_seconds": metrics.get("train_seconds"), "wall_seconds": round(seconds, 1),
+                     "epochs_run": metrics.get("epochs_run"), "n_test": test.get("n_images")}
+            results["runs"].setdefault(setting, []).append(entry)
+            say(f"  {setting:24s} seed {seed}: test accuracy {entry['test_accuracy']:.4f}, "
+                f"AUC {entry['test_roc_auc']:.4f}, training {entry['train_seconds']} s")
+    for setting, runs in results["runs"].items():
+        accs = [r["test_accuracy"] for r in runs]
+        results.setdefault("summary", {})[setting] = {
+            "mean_test_accuracy": round(statistics.mean(accs), 4),
+            "std_test_accuracy": round(statistics.stdev(accs), 4) if len(accs) > 1 else None,
+            "mean_train_seconds": round(statistics.mean(r["train_seconds"] for r in runs), 1)}
+    n = next(iter(results["runs"].values()))[0].get("n_test") or 1000
+    results["binomial_std_at_0.5"] = round(math.sqrt(0.25 / n), 4)
+    return results
+
+
+# ============================================================================================= CLI
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.vs_pytorch", description=__doc__.split(
+        "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="seconds: AlexNet, 128 px, one repetition")
+    p.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    p.add_argument("--models", nargs="+", choices=MODELS, help="architectures (default: all three)")
+    p.add_argument("--tasks", nargs="+", choices=TASKS, help="measurements (default: all)")
+    p.add_argument("--reps", type=int, help="timed repetitions per side (default 3; quick 1)")
+    p.add_argument("--batch", type=int, help="batch size (default 32)")
+    p.add_argument("--image-size", type=int, help="image size (default 224)")
+    p.add_argument("--steps", type=int, help="timed train steps / inference batches per repetition")
+    p.add_argument("--pipeline-images", type=int, help="images per pipeline repetition")
+    p.add_argument("--data", default=None, help=f"JPEG folder with real/ fake/ (default "
+                                                 f"{DEFAULT_DATA / 'train'})")
+    p.add_argument("--ours-only", action="store_true", help="skip the PyTorch side")
+    p.add_argument("--train-settings", nargs="+", metavar="SETTING",
+                   help="our training rows, e.g. float32 mixed_bfloat16 mixed_bfloat16+xla auto "
+                        "(first = the one compared to the targets; default: the fast defaults)")
+    p.add_argument("--infer-settings", nargs="+", metavar="SETTING",
+                   help="our inference rows, e.g. savedmodel:auto savedmodel:float32 predict:auto "
+                        "savedmodel:mixed_bfloat16+xla")
+    p.add_argument("--levers", action="store_true",
+                   help=f"rows for each lever: train {LEVER_TRAIN_SETTINGS}, infer {LEVER_INFER_SETTINGS}")
+    p.add_argument("--log", metavar="FILE", help="append the workers' stderr to FILE")
+    p.add_argument("--max-others", type=float, help="discard a repetition during which other "
+                   "processes kept more CPU cores busy than this (default 0.3)")
+    p.add_argument("--max-wait", type=float, help="seconds to wait for a quiet machine before each "
+                   "repetition (default 30; quick 5)")
+    p.add_argument("--retries", type=int, help="discarded repetitions redone per measurement "
+                   "(default 2; quick 0)")
+    p.add_argument("--accuracy", action="store_true",
+                   help="instead: train on rvf10k in float32 and with the fast settings, compare "
+                        "test accuracy")
+    p.add_argument("--accuracy-model", default="resnet18")
+    p.add_argument("--accuracy-image-size", type=int, default=64)
+    p.add_argument("--accuracy-epochs", type=int, default=4)
+    p.add_argument("--accuracy-seeds", type=int, nargs="+", default=[1337])
+    p.add_argument("--accuracy-settings", nargs="+", default=["float32", "auto"])
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    s = Settings.quick() if args.quick else Settings.full()
+    if args.models:
+        s.models = tuple(args.models)
+    if args.tasks:
+        s.tasks = tuple(args.tasks)
+    for name, attr in (("reps", "reps"), ("batch", "batch"), ("image_size", "image_size"),
+                       ("pipeline_images", "pipeline_images"), ("data", "data"),
+                       ("max_others", "max_others"), ("max_wait", "max_wait"),
+                       ("retries", "retries")):
+        if getattr(args, name) is not None:
+            setattr(s, attr, getattr(args, name))
+    if args.steps is not None:
+        s.train_steps = dict.fromkeys(MODELS, args.steps)
+        s.infer_batches = dict.fromkeys(MODELS, args.steps)
+    if args.ours_only:
+        s.sides = ("tf",)
+    train_rows = list(args.train_settings or (LEVER_TRAIN_SETTINGS if args.levers else []))
+    infer_rows = list(args.infer_settings or (LEVER_INFER_SETTINGS if args.levers else []))
+    for setting in train_rows + infer_rows:
+        parse_setting(setting)
+    if train_rows:
+        s.train_settings = {m: train_rows for m in MODELS}
+    if infer_rows:
+        s.infer_settings = {m: infer_rows for m in MODELS}
+    return s
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.worker:
+        out = os.fdopen(os.dup(1), "w")
+        os.dup2(2, 1)  # library chatter on stdout must not mix with the protocol
+        sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", closefd=False), write_through=True)
+        return worker_main(sys.stdin, out)
+    command = "python -m benchmarks.vs_pytorch " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.accuracy:
+        data = Path(args.data) if args.data else DEFAULT_DATA
+        with tempfile.TemporaryDirectory(prefix="tfdeepfake-acc-") as tmp:
+            print(f"accuracy: {args.accuracy_model} {args.accuracy_image_size} px, "
+                  f"{args.accuracy_epochs} epochs on {data}", flush=True)
+            result = run_accuracy(data, args.accuracy_model, args.accuracy_image_size,
+                                  args.accuracy_epochs, args.accuracy_seeds, args.accuracy_settings,
+                                  Path(tmp), say=lambda m: print(m, flush=True))
+        result["meta"] = {"cpu": cpu_model(), "date": datetime.now(timezone.utc).isoformat(
+            timespec="seconds"), "command": command}
+        print(json.dumps(result.get("summary", {}), indent=2))
+    else:
+        settings = settings_from_args(args)
+        log = open(args.log, "a") if args.log else None  # noqa: SIM115
+        try:
+            print(f"{cpu_model()}, {os.cpu_count()} cores, load {load_average():.1f}; "
+                  f"mode {settings.mode}", flush=True)
+            result = run_benchmark(settings, say=lambda m: print(m, flush=True), log=log,
+                                   command=command)
+        finally:
+            if log:
+                log.close()
+        print()
+        print(table(result))
+        print(f"\n{result['meta']['seconds']:.0f} s, load {result['meta']['load_before']} -> "
+              f"{result['meta']['load_after']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

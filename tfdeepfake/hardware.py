@@ -1,0 +1,56 @@
+"""What this machine's CPU can do fast, for ``--precision auto``.
+
+``resolve_precision("auto")`` is ``"mixed_bfloat16"`` on CPUs with native bfloat16 arithmetic (x86
+``avx512_bf16`` or ``amx_bf16``; Arm ``bf16``), where TensorFlow's oneDNN kernels then run convolutions and
+matrix multiplications about twice as fast as in float32 (``BENCHMARKS.md``, issue #5), else ``"float32"``
+(bfloat16 without hardware support is emulated and slower). Any other value is returned unchanged.
+No TensorFlow import: cheap to call from argument parsing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+AUTO = "auto"
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+"""``/proc/cpuinfo`` flags of native bf16 arithmetic (x86 AVX-512 BF16 / AMX-BF16; Arm ``bf16``)."""
+
+_CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
+    """The CPU feature flags (``flags`` on x86, ``Features`` on Arm) from ``/proc/cpuinfo``.
+
+    ``cpuinfo`` is the file's text (read from ``/proc/cpuinfo`` when ``None``); empty when unreadable
+    (no ``/proc``: macOS, Windows).
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = _CPUINFO.read_text(errors="replace")
+        except OSError:
+            return frozenset()
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() in ("flags", "features"):
+            return frozenset(value.lower().split())
+    return frozenset()
+
+
+def has_native_bf16(flags: Iterable[str] | None = None) -> bool:
+    """Whether the CPU has native bf16 arithmetic (any of :data:`BF16_FLAGS`)."""
+    return bool(BF16_FLAGS & set(cpu_flags() if flags is None else flags))
+
+
+def resolve_precision(value: str, flags: Iterable[str] | None = None) -> str:
+    """``"auto"`` -> ``"mixed_bfloat16"`` on CPUs with native bf16, else ``"float32"``.
+
+    Any of :data:`PRECISIONS` is returned as is; anything else raises ``ValueError``. ``flags``
+    overrides the detected CPU flags (tests).
+    """
+    if value == AUTO:
+        return "mixed_bfloat16" if has_native_bf16(flags) else "float32"
+    if value not in PRECISIONS:
+        raise ValueError(f"precision must be 'auto' or one of {PRECISIONS}; got {value!r}")
+    return value
