@@ -182,3 +182,14 @@ def test_config_file_sets_defaults_and_flags_win(tmp_path):
     assert config.out is None  # a config file never points a new run at an old run folder
     with pytest.raises(ValueError, match="cannot read config"):
         train.parse_config(["--config", str(tmp_path / "missing.json")])
+
+
+def test_time_limit_stops_before_overrunning(tiny_dataset, tmp_path, capsys):
+    data = tiny_dataset(8, size=32)
+    out = tmp_path / "run"
+    # A limit far below one epoch's time: the run stops after its first epoch instead of running 20.
+    assert train.main(["--model", "alexnet", "--data", str(data), "--image-size", "32", "--epochs", "20",
+                       "--patience", "50", "--batch-size", "8", "--time-limit-minutes", "0.0001",
+                       "--out", str(out)]) == 0
+    assert "time limit" in capsys.readouterr().out
+    assert _history_epochs(out / "history.csv") == [0]

@@ -49,6 +49,7 @@ class TrainConfig:
     augment_jpeg: bool = True
     augment_blur: bool = True
     vit_size: str = "tiny"
+    time_limit_minutes: float | None = None
 
     def validate(self) -> TrainConfig:
         """Raise ``ValueError`` naming the first field that is out of range."""
@@ -65,6 +66,7 @@ class TrainConfig:
             (0 <= self.val_fraction < 1, "val_fraction", "in [0, 1)"),
             (0 <= self.test_fraction < 1, "test_fraction", "in [0, 1)"),
             (self.val_fraction + self.test_fraction < 1, "val_fraction + test_fraction", "< 1"),
+            (self.time_limit_minutes is None or self.time_limit_minutes > 0, "time_limit_minutes", "> 0"),
         ]
         for ok, name, expected in checks:
             if not ok:

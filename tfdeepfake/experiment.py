@@ -8,8 +8,8 @@ downscaling) and writes ``REPORT.md`` with PNG plots into ``--out``.
 Nothing is chosen on test data: the members' epochs (early stopping), thresholds and the ensemble's members
 and threshold all come from the validation split of ``--data``. When ``--test-data`` is given the training
 folder is split train/val only (no test images are carved from it). ``--budget-minutes`` bounds the
-training time: each model gets an equal share of what is left, turned into a number of epochs from a
-measured per-step time (an estimate: a run may overshoot its share by an epoch).
+training time: each model gets an equal share of what is left as its ``time_limit_minutes``, and
+training stops before an epoch that would end past it (judged by the slowest epoch so far).
 
 The steps are public functions so the notebooks call them one at a time.
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shlex
 import sys
 import time
@@ -91,37 +90,8 @@ def base_train_config(cfg: ExperimentConfig, model: str) -> Any:
     return TrainConfig.from_dict(base)
 
 
-def estimate_epoch_seconds(config: Any, n_train: int, n_val: int, steps: int = 3) -> float:
-    """Seconds one epoch of ``config`` should take here, from ``steps`` timed steps on random batches."""
-    import keras
-    import numpy as np
-
-    from tfdeepfake.models import build_model
-    from tfdeepfake.train import _model_kwargs, compile_model
-
-    size, batch = config.resolved_image_size, config.batch_size
-    model = build_model(config.model, size, l2=config.l2, dropout=config.dropout, **_model_kwargs(config))
-    compile_model(model, config)
-    x = np.random.default_rng(0).uniform(0, 255, (batch, size, size, 3)).astype("float32")
-    y = (np.arange(batch) % 2).astype("float32")[:, None]
-    model.train_on_batch(x, y)  # build + trace
-    model.predict_on_batch(x)
-    start = time.perf_counter()
-    for _ in range(steps):
-        model.train_on_batch(x, y)
-    t_train = (time.perf_counter() - start) / steps
-    start = time.perf_counter()
-    model.predict_on_batch(x)
-    t_val = time.perf_counter() - start
-    del model
-    keras.backend.clear_session()
-    return math.ceil(n_train / batch) * t_train + math.ceil(n_val / batch) * t_val
-
-
 def train_models(cfg: ExperimentConfig, log: Log = _log) -> dict[str, Path]:
     """Train every model of ``cfg``; return ``{model: run folder}`` (``OUT/runs/<model>``)."""
-    from tfdeepfake import data as data_mod
-    from tfdeepfake import demo
     from tfdeepfake.train import train
 
     models = cfg.resolved_models()
@@ -130,16 +100,9 @@ def train_models(cfg: ExperimentConfig, log: Log = _log) -> dict[str, Path]:
     for i, name in enumerate(models):
         config = base_train_config(cfg, name)
         if deadline is not None:
-            index = data_mod.index_folder(
-                config.data or demo.demo_dataset(), val_fraction=config.val_fraction,
-                test_fraction=config.test_fraction, seed=config.seed, balance=config.balance)
-            counts = index.counts()
-            n_train, n_val = (sum(counts.get(s, {}).values()) for s in ("train", "val"))
-            share = max(0.0, deadline - time.monotonic()) / (len(models) - i)
-            per_epoch = estimate_epoch_seconds(config, n_train, n_val)
-            config.epochs = max(1, min(config.resolved_epochs, int(share // per_epoch)))
-            log(f"{name}: budget share {share / 60:.1f} min, ~{per_epoch:.0f} s/epoch -> "
-                f"{config.epochs} epoch(s)")
+            share = max(1.0, deadline - time.monotonic()) / (len(models) - i)
+            config.time_limit_minutes = share / 60
+            log(f"{name}: budget share {share / 60:.1f} min (training stops before overrunning it)")
         runs[name] = train(config, log=log)
     return runs
 
@@ -208,7 +171,6 @@ def evaluate_models(models: Mapping[str, Path], sets: Mapping[str, Any], *, batc
     """
     import numpy as np
 
-    import tfdeepfake.ensemble  # noqa: F401  (registers FuseLogits)
     from tfdeepfake import data as data_mod
     from tfdeepfake.metrics import evaluation_report
     from tfdeepfake.runs import load_model, model_image_size, predict_scores, resolve_model
@@ -312,11 +274,11 @@ def write_plots(out: Path, runs: Mapping[str, Path], results: Mapping[str, Mappi
     """Training curves per run, test confusion matrix per model, ROC per set, robustness curves."""
     from tfdeepfake import plots
     from tfdeepfake.robustness import plot_robustness
-    from tfdeepfake.train import _read_history
+    from tfdeepfake.train import read_history
 
     files = []
     for name, run in runs.items():
-        history = _read_history(Path(run) / "history.csv")
+        history = read_history(Path(run) / "history.csv")
         if history:
             files.append(plots.plot_history(history, out / f"curves-{name}.png").name)
     for name, per_set in results.items():
@@ -465,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=d.image_size)
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs per model")
     p.add_argument("--budget-minutes", type=float, default=None,
-                   help="training time for all models together (split equally; estimated per epoch)")
+                   help="training time for all models together (split equally; each run stops within its share)")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--ensemble-size", type=int, default=d.ensemble_size,
                    help="members: the best N by validation ROC AUC (default: %(default)s)")

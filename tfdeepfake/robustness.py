@@ -144,8 +144,6 @@ def robustness_sweep(
     from tfdeepfake.runs import load_model, model_image_size, resolve_model
 
     if isinstance(model, str | Path):
-        import tfdeepfake.ensemble  # noqa: F401  (registers FuseLogits: ensembles load too)
-
         ref = resolve_model(model)
         model, name = load_model(ref.model_path), name or ref.name
     levels = dict(DEFAULT_LEVELS if levels is None else levels)

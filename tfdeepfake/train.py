@@ -61,7 +61,8 @@ def compile_model(model: Any, config: TrainConfig) -> Any:
     return model
 
 
-def _model_kwargs(config: TrainConfig) -> dict[str, Any]:
+def model_kwargs(config: TrainConfig) -> dict[str, Any]:
+    """Family-specific ``build_model`` arguments of a config (the ViT's size)."""
     return {"size": config.vit_size} if config.model == "vit" else {}
 
 
@@ -81,7 +82,30 @@ class EpochLine(keras.callbacks.Callback):
         self._log(f"epoch {epoch + 1}: {figures} ({time.perf_counter() - self._start:.1f}s)")
 
 
-def _read_history(path: Path) -> dict[str, list[float]]:
+class TimeLimit(keras.callbacks.Callback):
+    """Stop before the epoch that would end past ``minutes`` (judged by the slowest epoch so far)."""
+
+    def __init__(self, minutes: float, log: Log) -> None:
+        super().__init__()
+        self._limit = 60.0 * minutes
+        self._log = log
+        self._start = time.monotonic()
+        self._epoch_start = self._start
+        self._slowest = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch_start = time.monotonic()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        now = time.monotonic()
+        self._slowest = max(self._slowest, now - self._epoch_start)
+        if now - self._start + self._slowest > self._limit:
+            self._log(f"time limit {self._limit / 60:.1f} min: stopping after epoch {epoch + 1}")
+            self.model.stop_training = True
+
+
+def read_history(path: Path) -> dict[str, list[float]]:
+    """``history.csv`` as ``{metric: [value per epoch]}`` (empty when there is none yet)."""
     import pandas as pd
 
     if not path.is_file() or path.stat().st_size == 0:
@@ -135,14 +159,14 @@ def train(config: TrainConfig, log: Log = _log) -> Path:
     val_ds = data_mod.dataset_for(index, "val", training=False, **common)
 
     model = build_model(
-        config.model, image_size, l2=config.l2, dropout=config.dropout, **_model_kwargs(config)
+        config.model, image_size, l2=config.l2, dropout=config.dropout, **model_kwargs(config)
     )
     compile_model(model, config)
     log(f"model {config.model}: {model.count_params():,} parameters, image size {image_size}, "
         f"optimizer {config.optimizer} lr {config.lr}, l2 {config.l2}, precision {config.precision}")
 
     history_path = out / "history.csv"
-    previous = _read_history(history_path) if config.resume else {}
+    previous = read_history(history_path) if config.resume else {}
     best = _best_so_far(previous)
     callbacks = [
         keras.callbacks.BackupAndRestore(str(out / "backup")),
@@ -156,6 +180,8 @@ def train(config: TrainConfig, log: Log = _log) -> Path:
         keras.callbacks.CSVLogger(str(history_path), append=config.resume and history_path.exists()),
         keras.callbacks.TensorBoard(str(out / "logs"), histogram_freq=0, write_graph=False),
     ]
+    if config.time_limit_minutes is not None:
+        callbacks.append(TimeLimit(config.time_limit_minutes, log))
     interactive = sys.stdout.isatty()
     if not interactive:
         callbacks.append(EpochLine(log))
@@ -175,7 +201,7 @@ def train(config: TrainConfig, log: Log = _log) -> Path:
     if not (out / MODEL_FILE).is_file():  # val_loss never improved on a finite value
         model.save(out / MODEL_FILE)
     best_model = load_model(out / MODEL_FILE)
-    history = _read_history(history_path)
+    history = read_history(history_path)
     summary = finish_run(best_model, index, config, history, train_seconds, log)
     log(f"run folder: {out}")
     log(summary)
@@ -277,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-blur", dest="augment_blur", action="store_false")
     p.add_argument("--no-augment", action="store_true", help="switch all augmentation off")
     p.add_argument("--vit-size", choices=("tiny", "small", "base"), default=d.vit_size)
+    p.add_argument("--time-limit-minutes", type=float, default=None,
+                   help="stop before an epoch that would end past this wall-clock budget")
     p.add_argument("--config", metavar="FILE",
                    help="a config JSON (a run's config.json, or tfdeepfake.tune's best config) whose "
                         "values become the defaults; flags given on the command line still win")
