@@ -53,8 +53,8 @@ TARGETS = {"train": 1.5, "infer": 2.0, "pipeline": 1.5, "pipeline_vs_train": 5.0
 REFERENCE = "reference"
 
 # Our default ("fast") settings, the winners of the lever rows (see BENCHMARKS.md): bf16 where the CPU
-# has AVX512_BF16/AMX ("auto"), XLA for the training step of the dense-heavy AlexNet only.
-DEFAULT_TRAIN_SETTINGS = {"alexnet": "auto+xla", "vgg13": "auto", "xception": "auto"}
+# has AVX512_BF16/AMX ("auto"); XLA loses on CPU (its convolutions do not use oneDNN's bf16 kernels).
+DEFAULT_TRAIN_SETTINGS = {"alexnet": "auto", "vgg13": "auto", "xception": "auto"}
 DEFAULT_INFER_SETTINGS = {"alexnet": "savedmodel:auto", "vgg13": "savedmodel:auto",
                           "xception": "savedmodel:auto"}
 LEVER_TRAIN_SETTINGS = ("float32", "mixed_bfloat16", "mixed_bfloat16+xla")
@@ -247,18 +247,22 @@ def parse_setting(setting: str) -> dict[str, Any]:
     mode, _, rest = setting.rpartition(":")
     tokens = rest.split("+")
     flags = set(tokens[1:])
-    unknown = flags - {"xla", "inter1", *ENV_FLAGS}
+    unknown = flags - {"xla", "inter1", "amp", *ENV_FLAGS}
     if unknown or mode not in ("", "savedmodel", "predict"):
         raise ValueError(f"bad setting {setting!r}: [savedmodel:|predict:]PRECISION[+xla][+inter1]"
                          f"[+{'|'.join(ENV_FLAGS)}]")
     return {"mode": mode or "savedmodel", "precision": tokens[0], "jit": "xla" in flags,
-            "inter_op": 1 if "inter1" in flags else None,
+            "inter_op": 1 if "inter1" in flags else None, "amp": "amp" in flags,
             "env": dict(ENV_FLAGS[f] for f in sorted(flags & set(ENV_FLAGS)))}
 
 
 # ======================================================================================== TF side
-def _tf_setup(precision: str, inter_op: int | None = None, env: dict[str, str] | None = None) -> str:
-    """Import TF quietly, apply env/thread settings and the Keras precision policy; return the policy."""
+def _tf_setup(precision: str, inter_op: int | None = None, env: dict[str, str] | None = None,
+              amp: bool = False) -> str:
+    """Import TF quietly, apply env/thread settings and the Keras precision policy; return the policy.
+
+    ``amp``: TensorFlow's graph rewrite to bf16 on oneDNN (``auto_mixed_precision_onednn_bfloat16``).
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.update(env or {})
     import keras
@@ -268,6 +272,8 @@ def _tf_setup(precision: str, inter_op: int | None = None, env: dict[str, str] |
 
     if inter_op is not None:
         tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+    if amp:
+        tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
     policy = resolve_precision(precision)
     keras.mixed_precision.set_global_policy(policy)
     return policy
@@ -279,7 +285,7 @@ class TFTrain:
     def __init__(self, model: str, image_size: int, batch: int, steps: int, setting: str,
                  seed: int = 0) -> None:
         opts = parse_setting(setting)
-        self.policy = _tf_setup(opts["precision"], opts["inter_op"], opts["env"])
+        self.policy = _tf_setup(opts["precision"], opts["inter_op"], opts["env"], opts["amp"])
         import numpy as np
         import tensorflow as tf
 
@@ -328,7 +334,7 @@ class TFInfer:
     def __init__(self, model: str, image_size: int, batch: int, steps: int, setting: str,
                  seed: int = 0) -> None:
         opts = parse_setting(setting)
-        self.policy = _tf_setup(opts["precision"], opts["inter_op"], opts["env"])
+        self.policy = _tf_setup(opts["precision"], opts["inter_op"], opts["env"], opts["amp"])
         import numpy as np
         import tensorflow as tf
 
