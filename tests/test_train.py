@@ -193,3 +193,18 @@ def test_time_limit_stops_before_overrunning(tiny_dataset, tmp_path, capsys):
                        "--out", str(out)]) == 0
     assert "time limit" in capsys.readouterr().out
     assert _history_epochs(out / "history.csv") == [0]
+
+
+def test_model_all_trains_each_architecture_and_compares(tiny_dataset, tmp_path, monkeypatch):
+    # Every architecture trains in test_models; here the loop and the comparison, over two cheap ones.
+    import tfdeepfake.models
+
+    monkeypatch.setattr(tfdeepfake.models, "MODEL_NAMES", ("alexnet", "resnet18"))
+    data = tiny_dataset(6, size=32)
+    out = tmp_path / "all"
+    assert train.main(["--model", "all", "--data", str(data), "--image-size", "32", "--epochs", "1",
+                       "--batch-size", "8", "--no-augment", "--out", str(out)]) == 0
+    table = (out / "comparison.md").read_text()
+    for name in ("alexnet", "resnet18"):
+        assert (out / name / "model.keras").is_file()
+        assert f"| {name} |" in table

@@ -29,7 +29,9 @@ def metrics_table(rows: Mapping[str, Mapping[str, Any]]) -> str:
 
 def result_rows(results: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     """Rows for ``metrics_table`` from a run's ``metrics.json`` content."""
-    rows: dict[str, Mapping[str, Any]] = {"validation (tuned threshold)": results["val"]}
+    rows: dict[str, Mapping[str, Any]] = {}
+    if "val" in results:
+        rows["validation (tuned threshold)"] = results["val"]
     for name, res in [("test", results.get("test")), *results.get("test_data", {}).items()]:
         if res is None:
             continue
@@ -74,7 +76,8 @@ def comparison_table(run_dirs: Iterable[str | Path]) -> str:
              "|" + "---|" * (len(FIGURES) + 4)]
     for run in run_dirs:
         res = json.loads((Path(run) / "metrics.json").read_text())
-        test = res.get("test") or next(iter(res.get("test_data", {}).values()), None) or res["val"]
-        lines.append(f"| {res['model']} | {res['params']:,} | {res['epochs_run']} | "
-                     f"{res['train_seconds']} | " + " | ".join(_fmt(test.get(k)) for k in FIGURES) + " |")
+        test = res.get("test") or next(iter(res.get("test_data", {}).values()), None) or res.get("val", {})
+        lines.append(f"| {res.get('model', Path(run).name)} | {res.get('params', 0):,} | "
+                     f"{res.get('epochs_run', '')} | {res.get('train_seconds', '')} | "
+                     + " | ".join(_fmt(test.get(k)) for k in FIGURES) + " |")
     return "\n".join(lines) + "\n"
