@@ -37,20 +37,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
+from tfdeepfake.config import cpu_name  # noqa: E402
 from tfdeepfake.export import latest_version, read_export_info  # noqa: E402
 
 SHARED_FAKES = ROOT.parent / "shared" / "data" / "rvf10k" / "test" / "fake"
 HOST = "127.0.0.1"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def free_port() -> int:

@@ -133,11 +133,11 @@ def versions() -> dict[str, str]:
         "numpy": numpy.__version__,
         "scikit-learn": sklearn.__version__,
         "platform": platform.platform(),
-        "processor": _cpu_name(),
+        "processor": cpu_name(),
     }
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
