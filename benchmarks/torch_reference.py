@@ -278,12 +278,13 @@ class ReferenceImageFolder(torch.utils.data.Dataset):
 
 
 def reference_loader(items: Sequence[tuple[str, int]], *, size: int = 224, batch_size: int = 32,
-                     workers: int = 2, samples: int | None = None, seed: int = 0) -> Any:
+                     workers: int = 2, samples: int | None = None, seed: int = 0,
+                     persistent: bool = False) -> Any:
     """``DataLoader(shuffle=True, num_workers=workers)``; ``samples`` > len draws several epochs."""
     dataset = ReferenceImageFolder(items, size)
     generator = torch.Generator().manual_seed(seed)
     sampler = torch.utils.data.RandomSampler(dataset, num_samples=samples, generator=generator)
     return torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-        persistent_workers=workers > 0,
+        persistent_workers=persistent and workers > 0,
     )
