@@ -208,3 +208,17 @@ def test_model_all_trains_each_architecture_and_compares(tiny_dataset, tmp_path,
     for name in ("alexnet", "resnet18"):
         assert (out / name / "model.keras").is_file()
         assert f"| {name} |" in table
+
+
+def test_precision_auto_resolves_for_this_cpu(tiny_dataset, tmp_path, capsys):
+    import keras
+
+    from tfdeepfake.hardware import resolve_precision
+
+    data = tiny_dataset(6, size=32)
+    try:
+        assert train.main(["--model", "alexnet", "--data", str(data), "--image-size", "32", "--epochs", "1",
+                           "--batch-size", "8", "--precision", "auto", "--out", str(tmp_path / "r")]) == 0
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert f"precision {resolve_precision('auto')}" in capsys.readouterr().out

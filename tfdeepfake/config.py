@@ -55,7 +55,7 @@ class TrainConfig:
         """Raise ``ValueError`` naming the first field that is out of range."""
         checks = [
             (self.optimizer in OPTIMIZERS, "optimizer", f"one of {OPTIMIZERS}"),
-            (self.precision in PRECISIONS, "precision", f"one of {PRECISIONS}"),
+            (self.precision in (*PRECISIONS, "auto"), "precision", f"'auto' or one of {PRECISIONS}"),
             (self.image_size is None or self.image_size >= 16, "image_size", ">= 16"),
             (self.batch_size >= 1, "batch_size", ">= 1"),
             (self.epochs is None or self.epochs >= 1, "epochs", ">= 1"),

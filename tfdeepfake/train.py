@@ -133,7 +133,10 @@ def train(config: TrainConfig, log: Log = _log) -> Path:
     config.save(out / CONFIG_FILE)
 
     keras.utils.set_random_seed(config.seed)
-    keras.mixed_precision.set_global_policy(config.precision)
+    from tfdeepfake.hardware import resolve_precision
+
+    precision = resolve_precision(config.precision)
+    keras.mixed_precision.set_global_policy(precision)
     image_size = config.resolved_image_size
 
     if config.data is None:
@@ -163,7 +166,7 @@ def train(config: TrainConfig, log: Log = _log) -> Path:
     )
     compile_model(model, config)
     log(f"model {config.model}: {model.count_params():,} parameters, image size {image_size}, "
-        f"optimizer {config.optimizer} lr {config.lr}, l2 {config.l2}, precision {config.precision}")
+        f"optimizer {config.optimizer} lr {config.lr}, l2 {config.l2}, precision {precision}")
 
     history_path = out / "history.csv"
     previous = read_history(history_path) if config.resume else {}
@@ -289,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (epochs)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default=None, help="run folder (default runs/<model>-<timestamp>)")
-    p.add_argument("--precision", choices=PRECISIONS, default=d.precision)
+    p.add_argument("--precision", choices=(*PRECISIONS, "auto"), default=d.precision,
+                   help="'auto' picks mixed_bfloat16 on CPUs with native bf16 (see BENCHMARKS.md)")
     p.add_argument("--jit-compile", action="store_true", help="compile train steps with XLA")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out (or the newest runs/<model>-*) from its last epoch")
