@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tfdeepfake.models import MODEL_NAMES, build_model, get_builder, register_model
-from tfdeepfake.models.common import IMAGENET_MEAN
+from tfdeepfake.models.common import IMAGENET_MEAN, IMAGENET_STD, Resize
 from tfdeepfake.models.vit import default_patch_size
 
 # Small sizes keep the suite fast; the heavy families stay at the 32 px minimum.
@@ -115,7 +115,7 @@ def test_structure_features_no_lambda(built: tuple[str, keras.Model]) -> None:
     assert not any(isinstance(layer, keras.layers.Lambda) for layer in model.layers)
     assert "Lambda" not in model.to_json()
     assert isinstance(model.get_layer("resize"), keras.layers.Resizing)
-    assert isinstance(model.get_layer("normalize"), keras.layers.Normalization)
+    assert isinstance(model.get_layer("normalize"), keras.layers.Rescaling)
     features = model.get_layer("features").output
     if name == "vit":
         assert len(features.shape) == 3  # (b, 1 + patches, dim)
@@ -201,6 +201,22 @@ def test_preprocess_normalizes_imagenet_mean_to_zero() -> None:
     out = predict(pre, image)
     assert out.shape == (1, 32, 32, 3)
     np.testing.assert_allclose(out, 0.0, atol=1e-4)
+    one_std_up = np.broadcast_to(np.add(IMAGENET_MEAN, IMAGENET_STD).astype("float32"), (1, 32, 32, 3))
+    np.testing.assert_allclose(predict(pre, one_std_up), 1.0, atol=1e-4)
+
+
+def test_resize_is_skipped_only_when_the_size_already_matches() -> None:
+    resize = Resize(32, 32, interpolation="bilinear", dtype="float32")
+    plain = keras.layers.Resizing(32, 32, interpolation="bilinear", dtype="float32")
+    rng = np.random.default_rng(0)
+    same = rng.integers(0, 256, (2, 32, 32, 3)).astype("float32")
+    other = rng.integers(0, 256, (2, 40, 24, 3)).astype("float32")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(resize(same)), same)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(plain(same)), same, atol=1e-3)
+    out = keras.ops.convert_to_numpy(resize(other))
+    assert out.shape == (2, 32, 32, 3)
+    np.testing.assert_allclose(out, keras.ops.convert_to_numpy(plain(other)), atol=1e-4)
+    assert Resize.from_config(resize.get_config()).get_config() == resize.get_config()
 
 
 # ------------------------------------------------------------------------------------ bad arguments

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 ModelBuilder = Callable[..., keras.Model]
 
@@ -99,21 +99,59 @@ def image_input() -> keras.KerasTensor:
     return keras.Input(shape=(None, None, 3), name="image")
 
 
-def preprocess(inputs: keras.KerasTensor, image_size: int) -> keras.KerasTensor:
-    """Resize (bilinear) to ``image_size`` and normalise with ImageNet mean/std.
+@keras.saving.register_keras_serializable(package="tfdeepfake")
+class Resize(layers.Resizing):
+    """Bilinear ``Resizing`` that passes images through unchanged when their size is already the target.
 
-    Both layers run in float32 even under a mixed-precision policy (0-255 pixel values and the
-    means are not exact in bfloat16); the next layer casts to the compute dtype.
+    Known static sizes are decided when the step is traced (a training step on 224 px batches has
+    no resize op at all); unknown ones (the exported signature over ``(None, None, None, 3)``) by a
+    ``cond`` on the runtime shape. Bilinear resizing to the same size is the identity, so outputs
+    are equal either way.
     """
-    x = layers.Resizing(
-        image_size, image_size, interpolation="bilinear", name="resize", dtype="float32"
-    )(inputs)
-    return layers.Normalization(
-        mean=list(IMAGENET_MEAN),
-        variance=[s**2 for s in IMAGENET_STD],
-        name="normalize",
+
+    def call(self, inputs: Any) -> Any:
+        shape = tuple(getattr(inputs, "shape", ()))
+        if len(shape) != 4 or shape[3] is None:
+            return super().call(inputs)
+        target = (self.height, self.width)
+        if shape[1] is not None and shape[2] is not None:
+            return self._same(inputs) if shape[1:3] == target else super().call(inputs)
+        dynamic = ops.shape(inputs)
+        same = ops.logical_and(ops.equal(dynamic[1], target[0]), ops.equal(dynamic[2], target[1]))
+        return ops.cond(
+            same,
+            lambda: ops.reshape(self._same(inputs), (-1, *target, shape[3])),
+            lambda: super(Resize, self).call(inputs),
+        )
+
+    def _same(self, inputs: Any) -> Any:
+        return ops.cast(inputs, self.compute_dtype)
+
+
+def normalize_layer(name: str = "normalize") -> layers.Rescaling:
+    """ImageNet mean/std normalisation as one multiply-add per value: ``x * (1/std) - mean/std``.
+
+    Runs in float32 (0-255 values and the means are not exact in bfloat16).
+    """
+    return layers.Rescaling(
+        scale=[1.0 / s for s in IMAGENET_STD],
+        offset=[-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)],
+        name=name,
         dtype="float32",
-    )(x)
+    )
+
+
+def preprocess(inputs: keras.KerasTensor, image_size: int) -> keras.KerasTensor:
+    """Resize (bilinear, skipped when the size already matches) to ``image_size``, then normalise
+    with ImageNet mean/std (:func:`normalize_layer`).
+
+    Both layers run in float32 even under a mixed-precision policy; the next layer casts to the
+    compute dtype.
+    """
+    x = Resize(image_size, image_size, interpolation="bilinear", name="resize", dtype="float32")(
+        inputs
+    )
+    return normalize_layer()(x)
 
 
 # ------------------------------------------------------------------------------------- layer kwargs
