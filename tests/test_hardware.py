@@ -50,3 +50,25 @@ def test_this_machine(tmp_path, monkeypatch):
     (tmp_path / "cpuinfo").write_text(ZEN4)
     monkeypatch.setattr(hardware, "_CPUINFO", tmp_path / "cpuinfo")
     assert hardware.resolve_precision("auto") == "mixed_bfloat16"
+
+
+def test_inference_env_is_set_before_tensorflow_only(monkeypatch):
+    """Serve/predict processes get TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1 unless the user set it; once
+    TensorFlow is imported it is too late and nothing is changed."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, sys; from tfdeepfake.hardware import set_inference_env; "
+            "ok = set_inference_env(); print(ok, os.environ.get('TF_ONEDNN_ASSUME_FROZEN_WEIGHTS'))")
+    env = {k: v for k, v in os.environ.items() if k != "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["True", "1"]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**env, "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS": "0"}).stdout.split()
+    assert out == ["True", "0"]  # the user's own setting wins
+    monkeypatch.setitem(sys.modules, "tensorflow", object())
+    monkeypatch.delenv("TF_ONEDNN_ASSUME_FROZEN_WEIGHTS", raising=False)
+    assert hardware.set_inference_env() is False
+    assert "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS" not in os.environ

@@ -9,6 +9,8 @@ No TensorFlow import: cheap to call from argument parsing.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -54,3 +56,19 @@ def resolve_precision(value: str, flags: Iterable[str] | None = None) -> str:
     if value not in PRECISIONS:
         raise ValueError(f"precision must be 'auto' or one of {PRECISIONS}; got {value!r}")
     return value
+
+
+INFERENCE_ENV = {"TF_ONEDNN_ASSUME_FROZEN_WEIGHTS": "1"}
+"""Environment for processes that never change weights (serve, predict): oneDNN keeps its reordered copy
+of the weights between calls instead of reordering them on every call (AlexNet inference +4 % here,
+``BENCHMARKS.md``). Wrong for training, so it is never set globally."""
+
+
+def set_inference_env() -> bool:
+    """Apply :data:`INFERENCE_ENV` (values already in the environment win) if TensorFlow is not yet
+    imported; return whether it could (TensorFlow reads these variables once, at import)."""
+    if "tensorflow" in sys.modules:
+        return False
+    for key, value in INFERENCE_ENV.items():
+        os.environ.setdefault(key, value)
+    return True

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from tfdeepfake import CLASS_NAMES
+from tfdeepfake.hardware import set_inference_env
 from tfdeepfake.media import DEFAULT_FRAMES, MediaError, expand_paths, is_video, read_image
 from tfdeepfake.media import read_video_frames as _read_video_frames
 
@@ -559,6 +560,7 @@ def main(argv: Sequence[str] | None = None, *, scorer_factory: Callable[..., Sco
     p.add_argument("--batch-size", type=_positive, default=32)
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     args = p.parse_args(argv)
+    set_inference_env()  # this process never changes weights
     try:
         scorer = scorer_factory(args.model, threshold=args.threshold, batch_size=args.batch_size)
         predictor = Predictor(scorer, faces=args.faces, frames=args.frames,

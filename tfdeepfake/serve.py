@@ -45,6 +45,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tfdeepfake import CLASS_NAMES
 from tfdeepfake.export import OUTPUTS, SIGNATURES, check_name, latest_version, read_export_info
+from tfdeepfake.hardware import set_inference_env
 
 STATIC_DIR = Path(__file__).with_name("static")
 DEFAULT_MAX_BODY_BYTES = 10_000_000
@@ -411,6 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=4, help="inferences running at once")
     p.add_argument("--log-level", default="info")
     args = p.parse_args(argv)
+    set_inference_env()  # this process never changes weights
     try:
         app = create_app(args.model_dir, max_body_bytes=args.max_body_bytes, max_pixels=args.max_pixels,
                          max_batch=args.max_batch, workers=args.workers)
