@@ -39,7 +39,7 @@ class TrainConfig:
     patience: int = 5
     seed: int = 1337
     out: str | None = None
-    precision: str = "float32"
+    precision: str = "auto"
     jit_compile: bool = False
     resume: bool = False
     balance: bool = True
@@ -85,6 +85,13 @@ class TrainConfig:
             return self.epochs
         return DEMO_EPOCHS if self.data is None else DEFAULT_EPOCHS
 
+    @property
+    def resolved_precision(self) -> str:
+        """The Keras dtype policy: ``"auto"`` is bf16 on CPUs with native bf16 (``tfdeepfake.hardware``)."""
+        from tfdeepfake.hardware import resolve_precision
+
+        return resolve_precision(self.precision)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -92,7 +99,8 @@ class TrainConfig:
         """Write the config plus library versions as JSON."""
         path = Path(path)
         payload = {**self.to_dict(), "image_size_resolved": self.resolved_image_size,
-                   "epochs_resolved": self.resolved_epochs, "versions": versions()}
+                   "epochs_resolved": self.resolved_epochs,
+                   "precision_resolved": self.resolved_precision, "versions": versions()}
         path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
         return path
 
@@ -100,7 +108,8 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Build from a dict, ignoring keys that are not fields (versions, derived values)."""
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - names - {"versions", "image_size_resolved", "epochs_resolved"}
+        unknown = set(values) - names - {"versions", "image_size_resolved", "epochs_resolved",
+                                         "precision_resolved"}
         if unknown:
             raise ValueError(f"unknown config field(s): {sorted(unknown)}")
         return cls(**{k: v for k, v in values.items() if k in names}).validate()

@@ -54,7 +54,7 @@ def run_report(config: Any, index: Any, results: Mapping[str, Any]) -> str:
         ),
         f"- image size {config.resolved_image_size}, batch {config.batch_size}, optimizer "
         f"{config.optimizer} (lr {config.lr}), L2 {config.l2}, dropout {config.dropout}, "
-        f"precision {config.precision}, seed {config.seed}",
+        f"precision {config.precision} ({config.resolved_precision}), seed {config.seed}",
         f"- parameters: {results['params']:,}; epochs run: {results['epochs_run']} "
         f"(best {results['best_epoch']}); training time {results['train_seconds']} s",
         f"- threshold chosen on validation (balanced accuracy): {results['threshold']:.4f}",

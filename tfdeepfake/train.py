@@ -133,9 +133,7 @@ def train(config: TrainConfig, log: Log = _log) -> Path:
     config.save(out / CONFIG_FILE)
 
     keras.utils.set_random_seed(config.seed)
-    from tfdeepfake.hardware import resolve_precision
-
-    precision = resolve_precision(config.precision)
+    precision = config.resolved_precision
     keras.mixed_precision.set_global_policy(precision)
     image_size = config.resolved_image_size
 
@@ -293,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default=None, help="run folder (default runs/<model>-<timestamp>)")
     p.add_argument("--precision", choices=(*PRECISIONS, "auto"), default=d.precision,
-                   help="'auto' picks mixed_bfloat16 on CPUs with native bf16 (see BENCHMARKS.md)")
+                   help="'auto' (default) picks mixed_bfloat16 on CPUs with native bf16 (AVX-512 BF16 / "
+                        "AMX; faster at the same accuracy, see BENCHMARKS.md), float32 elsewhere")
     p.add_argument("--jit-compile", action="store_true", help="compile train steps with XLA")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out (or the newest runs/<model>-*) from its last epoch")

@@ -148,7 +148,7 @@ def tune(base: TrainConfig, *, algorithm: str = "random", max_trials: int = 10,
     out = Path(out or Path("runs") / f"tune-{base.model}")
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(base.seed)
-    keras.mixed_precision.set_global_policy(base.precision)
+    keras.mixed_precision.set_global_policy(base.resolved_precision)
     index = data_mod.index_folder(
         base.data or demo.demo_dataset(), val_fraction=base.val_fraction,
         test_fraction=base.test_fraction, seed=base.seed, balance=base.balance)
