@@ -65,8 +65,10 @@ REFERENCE = "reference"
 # Our default ("fast") settings, the winners of the lever rows (see BENCHMARKS.md): bf16 where the CPU
 # has AVX512_BF16/AMX ("auto"); XLA loses on CPU (its convolutions do not use oneDNN's bf16 kernels).
 DEFAULT_TRAIN_SETTINGS = {"alexnet": "auto", "vgg13": "auto", "xception": "auto"}
-DEFAULT_INFER_SETTINGS = {"alexnet": "savedmodel:auto", "vgg13": "savedmodel:auto",
-                          "xception": "savedmodel:auto"}
+DEFAULT_INFER_SETTINGS = {"alexnet": "savedmodel:auto+frozen", "vgg13": "savedmodel:auto+frozen",
+                          "xception": "savedmodel:auto+frozen"}
+"""As ``python -m tfdeepfake.serve`` / ``predict`` run: bf16 where native, and
+``TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1`` (``tfdeepfake.hardware.set_inference_env``)."""
 LEVER_TRAIN_SETTINGS = ("float32", "mixed_bfloat16", "mixed_bfloat16+xla")
 LEVER_INFER_SETTINGS = ("savedmodel:float32", "savedmodel:mixed_bfloat16",
                         "savedmodel:mixed_bfloat16+xla", "predict:mixed_bfloat16")
@@ -94,7 +96,7 @@ class Settings:
     peak_sizes: tuple[int, ...] = (2048, 4096)
     data: str = str(DEFAULT_DATA / "train")
     sides: tuple[str, ...] = ("tf", "torch")
-    pipeline_settings: tuple[str, ...] = ("make_dataset+normalize", "make_dataset", "make_dataset+fma")
+    pipeline_settings: tuple[str, ...] = ("make_dataset+normalize", "make_dataset")
     """Our pipeline rows; the first is compared to the target (normalised batches, as the reference's)."""
     train_settings: dict[str, list[str]] = field(default_factory=dict)
     infer_settings: dict[str, list[str]] = field(default_factory=dict)
@@ -112,7 +114,7 @@ class Settings:
 
     def infer_rows(self, model: str) -> list[str]:
         return self.infer_settings.get(model) or [DEFAULT_INFER_SETTINGS.get(model,
-                                                                             "savedmodel:auto")]
+                                                                             "savedmodel:auto+frozen")]
 
     @classmethod
     def quick(cls) -> Settings:
@@ -397,38 +399,31 @@ class TFPipeline:
     """``tfdeepfake.data.make_dataset`` (decode + bilinear resize to uint8, batch, float32; no cache).
 
     ``setting``: ``make_dataset`` (0-255 batches, as training consumes them: the model's first layer
-    normalises, and that cost is inside our training/inference figures), ``make_dataset+normalize``
-    (plus the model's own ``Normalization`` layer as a batch map: normalised batches, like the
-    reference's) or ``make_dataset+fma`` (plus ``x * (1/std) - mean/std``, one multiply-add).
+    normalises, and that cost is inside our training/inference figures) or ``make_dataset+normalize``
+    (plus the models' own ``normalize`` layer, ``tfdeepfake.models.common.normalize_layer``: one
+    multiply-add per value, as a batch map: normalised batches, like the reference's).
     Each repetition opens a fresh iterator, pulls ``warmup`` batches untimed, times ``images`` worth
     of batches and closes it, so nothing is prefetched in the background while the other side runs.
     """
 
-    SETTINGS = ("make_dataset", "make_dataset+normalize", "make_dataset+fma")
+    SETTINGS = ("make_dataset", "make_dataset+normalize")
 
     def __init__(self, data: str, image_size: int, batch: int, images: int, warmup: int = 2,
                  setting: str = "make_dataset+normalize") -> None:
         if setting not in self.SETTINGS:
             raise ValueError(f"pipeline setting must be one of {self.SETTINGS}; got {setting!r}")
         _tf_setup("float32")
-        import keras
         import tensorflow as tf
 
         from tfdeepfake.data import make_dataset
-        from tfdeepfake.models.common import IMAGENET_MEAN, IMAGENET_STD
+        from tfdeepfake.models.common import normalize_layer
 
         items = list_images(data)
         ds = make_dataset([p for p, _ in items], [y for _, y in items], image_size=image_size,
                           batch_size=batch, training=False, cache=False).repeat()
         if setting == "make_dataset+normalize":
-            norm = keras.layers.Normalization(mean=list(IMAGENET_MEAN), dtype="float32",
-                                              variance=[s**2 for s in IMAGENET_STD])
+            norm = normalize_layer()
             ds = ds.map(lambda x, y: (norm(x), y), num_parallel_calls=tf.data.AUTOTUNE)
-        elif setting == "make_dataset+fma":
-            scale = tf.constant([[[[1 / s for s in IMAGENET_STD]]]], tf.float32)
-            offset = tf.constant([[[[-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD,
-                                                              strict=True)]]]], tf.float32)
-            ds = ds.map(lambda x, y: (x * scale + offset, y), num_parallel_calls=tf.data.AUTOTUNE)
         self.dataset = ds.prefetch(tf.data.AUTOTUNE)
         self.batches, self.warmup = max(1, images // batch), warmup
 
