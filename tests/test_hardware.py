@@ -72,3 +72,18 @@ def test_inference_env_is_set_before_tensorflow_only(monkeypatch):
     monkeypatch.delenv("TF_ONEDNN_ASSUME_FROZEN_WEIGHTS", raising=False)
     assert hardware.set_inference_env() is False
     assert "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS" not in os.environ
+
+
+def test_precision_policy_is_restored_even_on_error():
+    import keras
+
+    assert keras.mixed_precision.global_policy().name == "float32"
+    with hardware.precision_policy("mixed_bfloat16") as name:
+        assert name == keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    assert keras.mixed_precision.global_policy().name == "float32"
+    with pytest.raises(RuntimeError), hardware.precision_policy("mixed_bfloat16"):
+        raise RuntimeError("training failed")
+    assert keras.mixed_precision.global_policy().name == "float32"
+    with pytest.raises(ValueError, match="precision"), hardware.precision_policy("fp8"):
+        pass
+    assert keras.mixed_precision.global_policy().name == "float32"

@@ -216,9 +216,11 @@ def test_precision_auto_resolves_for_this_cpu(tiny_dataset, tmp_path, capsys):
     from tfdeepfake.hardware import resolve_precision
 
     data = tiny_dataset(6, size=32)
-    try:
-        assert train.main(["--model", "alexnet", "--data", str(data), "--image-size", "32", "--epochs", "1",
-                           "--batch-size", "8", "--precision", "auto", "--out", str(tmp_path / "r")]) == 0
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert train.main(["--model", "alexnet", "--data", str(data), "--image-size", "32", "--epochs", "1",
+                       "--batch-size", "8", "--out", str(tmp_path / "r")]) == 0  # auto is the default
     assert f"precision {resolve_precision('auto')}" in capsys.readouterr().out
+    # the run's policy does not leak into what the process builds next (a notebook, MTCNN)
+    assert keras.mixed_precision.global_policy().name == "float32"
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert saved["precision"] == "auto" and saved["precision_resolved"] == resolve_precision("auto")

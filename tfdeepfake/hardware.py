@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 AUTO = "auto"
@@ -72,3 +73,19 @@ def set_inference_env() -> bool:
     for key, value in INFERENCE_ENV.items():
         os.environ.setdefault(key, value)
     return True
+
+
+@contextmanager
+def precision_policy(value: str) -> Iterator[str]:
+    """Set Keras' global dtype policy to ``resolve_precision(value)`` for the block, then restore the
+    previous one, so training in bf16 does not leak into models built afterwards in the same process
+    (a notebook, MTCNN). Yields the policy's name."""
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    name = resolve_precision(value)
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield name
+    finally:
+        keras.mixed_precision.set_global_policy(previous)

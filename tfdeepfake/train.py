@@ -120,21 +120,30 @@ def _best_so_far(history: dict[str, list[float]]) -> float | None:
 
 
 def train(config: TrainConfig, log: Log = _log) -> Path:
-    """Train one model as configured; return its run folder."""
+    """Train one model as configured; return its run folder.
+
+    Keras' global dtype policy is the run's precision during training and restored afterwards.
+    """
+    from tfdeepfake.hardware import precision_policy
+
+    config.validate()
+    with precision_policy(config.precision):
+        return _train(config, log)
+
+
+def _train(config: TrainConfig, log: Log) -> Path:
     from tfdeepfake import data as data_mod
     from tfdeepfake import demo
     from tfdeepfake.models import build_model
     from tfdeepfake.runs import load_model
 
-    config.validate()
     out = Path(config.out) if config.out else default_run_dir(config.model)
     out.mkdir(parents=True, exist_ok=True)
     config.out = str(out)
     config.save(out / CONFIG_FILE)
 
     keras.utils.set_random_seed(config.seed)
-    precision = config.resolved_precision
-    keras.mixed_precision.set_global_policy(precision)
+    precision = keras.mixed_precision.global_policy().name
     image_size = config.resolved_image_size
 
     if config.data is None:

@@ -138,17 +138,28 @@ def trials_frame(tuner: Any) -> Any:
 def tune(base: TrainConfig, *, algorithm: str = "random", max_trials: int = 10,
          objective: str = "val_loss", out: str | Path | None = None,
          batch_sizes: Sequence[int] = BATCH_SIZES) -> Path:
-    """Search, then write ``OUT/best_config.json`` and ``OUT/trials.csv``; return the config's path."""
+    """Search, then write ``OUT/best_config.json`` and ``OUT/trials.csv``; return the config's path.
+
+    Keras' global dtype policy is the config's precision during the search and restored afterwards.
+    """
+    from tfdeepfake.hardware import precision_policy
+
+    base.validate()
+    with precision_policy(base.precision):
+        return _tune(base, algorithm=algorithm, max_trials=max_trials, objective=objective, out=out,
+                     batch_sizes=batch_sizes)
+
+
+def _tune(base: TrainConfig, *, algorithm: str, max_trials: int, objective: str,
+          out: str | Path | None, batch_sizes: Sequence[int]) -> Path:
     import keras
 
     from tfdeepfake import data as data_mod
     from tfdeepfake import demo
 
-    base.validate()
     out = Path(out or Path("runs") / f"tune-{base.model}")
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(base.seed)
-    keras.mixed_precision.set_global_policy(base.resolved_precision)
     index = data_mod.index_folder(
         base.data or demo.demo_dataset(), val_fraction=base.val_fraction,
         test_fraction=base.test_fraction, seed=base.seed, balance=base.balance)
