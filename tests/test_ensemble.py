@@ -101,6 +101,40 @@ def test_ensemble_folder_contract_and_fusion():
     np.testing.assert_allclose(hm.sigmoid(out)[:, 0], p @ np.array([1, 2]) / 3, atol=1e-5)
 
 
+def test_score_by_member_runs_each_member_once_at_its_own_size(tiny_dataset):
+    """Members of 32 and 48 px on 40 px images: each sees its own resize of the original (not a resize
+    of the 48 px batch), and the ensemble score is the fuse layer over those member scores."""
+    from tfdeepfake import data as data_mod
+    from tfdeepfake.ensemble import score_by_member
+    from tfdeepfake.runs import predict_scores
+
+    index = data_mod.index_eval_folder(tiny_dataset(4, size=40))
+    sizes_asked: list[int] = []
+
+    def at(size: int):
+        sizes_asked.append(size)
+        return data_mod.dataset_for(index, "test", image_size=size, batch_size=3)
+
+    labels, scores, members = score_by_member(hm.keras_ensemble(), at)
+    assert sorted(sizes_asked) == [32, 48] and list(members) == ["resnet18-test", "alexnet-test"]
+    own = []
+    for run, size in zip(hm.member_runs(), (32, 48), strict=True):
+        y, p = predict_scores(load_model(run / "model.keras"), at(size))
+        np.testing.assert_array_equal(y, labels)
+        own.append(p)
+    np.testing.assert_allclose(members["resnet18-test"], own[0], atol=1e-6)
+    np.testing.assert_allclose(members["alexnet-test"], own[1], atol=1e-6)
+    np.testing.assert_allclose(scores, (own[0] + 2 * own[1]) / 3, atol=1e-5)
+    # the 32 px member fed the 48 px batch (resized twice) scores differently: the case this guards
+    _, twice = predict_scores(load_model(hm.member_runs()[0] / "model.keras"), at(48))
+    assert np.abs(twice - own[0]).max() > 1e-6
+
+    single = load_model(hm.member_runs()[0] / "model.keras")
+    y, p, none = score_by_member(single, at)
+    assert none == {} and sizes_asked[-1] == 32
+    np.testing.assert_allclose(p, own[0], atol=1e-6)
+
+
 def test_single_model_is_its_own_only_member():
     model = load_model(hm.member_runs()[0] / "model.keras")
     assert split_ensemble(model) == ([model], None)

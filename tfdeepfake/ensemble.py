@@ -18,11 +18,12 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
 from tfdeepfake.runs import (
@@ -31,8 +32,9 @@ from tfdeepfake.runs import (
     ModelRef,
     load_model,
     model_image_size,
-    predict_scores,
+    predict_logits,
     resolve_model,
+    sigmoid,
 )
 
 MODES = ("prob", "logit")
@@ -124,6 +126,40 @@ def split_ensemble(model: Any) -> tuple[list[Any], FuseLogits | None]:
     return [t._keras_history.operation for t in tensors], fuse
 
 
+def score_by_member(
+    model: Any, dataset_at: Callable[[int], Iterable[Any]],
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """``(labels, P(fake), {member name: P(fake)})`` of ``model`` over ``dataset_at(size)``'s batches.
+
+    Each member of an ensemble runs once, on the batches made at its own input size (members of one size
+    share them), so no image is resized twice; the ensemble's score is its own fuse layer applied to the
+    member logits, as the exported model computes it. A single model gives an empty member dict.
+    ``dataset_at`` must yield ``(images, labels)`` in the same order for every size.
+    """
+    members, fuse = split_ensemble(model)
+    datasets: dict[int, Any] = {}
+
+    def dataset(m: Any) -> Any:
+        size = model_image_size(m)
+        if size not in datasets:
+            datasets[size] = dataset_at(size)
+        return datasets[size]
+
+    if fuse is None:
+        labels, logits = predict_logits(model, dataset(model))
+        return labels, sigmoid(logits), {}
+    labels = None
+    member_logits: dict[str, np.ndarray] = {}
+    for member in members:
+        y, member_logits[member.name] = predict_logits(member, dataset(member))
+        if labels is not None and not np.array_equal(y, labels):
+            raise RuntimeError(f"the batches for member {member.name!r} came in another order")
+        labels = y
+    fused = fuse([np.asarray(z, np.float32).reshape(-1, 1) for z in member_logits.values()])
+    scores = sigmoid(np.asarray(fused).reshape(-1))
+    return labels, scores, {name: sigmoid(z) for name, z in member_logits.items()}
+
+
 def unique_names(names: Sequence[str]) -> list[str]:
     """``names`` made distinct by suffixing repeats with ``_2``, ``_3``..."""
     out: list[str] = []
@@ -175,10 +211,12 @@ def ensemble_threshold(
     from tfdeepfake import data as data_mod
     from tfdeepfake.metrics import binary_metrics, choose_threshold
 
-    size = model_image_size(model)
     if val_data is not None:
         index = data_mod.index_eval_folder(val_data)
-        dataset = data_mod.dataset_for(index, "test", image_size=size, batch_size=batch_size)
+
+        def dataset_at(size: int) -> Any:
+            return data_mod.dataset_for(index, "test", image_size=size, batch_size=batch_size)
+
         source = f"chosen on {val_data}"
     else:
         split = shared_validation_split(refs)
@@ -189,9 +227,12 @@ def ensemble_threshold(
             weights = split_ensemble(model)[1].normalised_weights(len(refs))
             mean = sum(w * t for w, t in zip(weights, thresholds, strict=True))
             return float(mean), "weighted mean of the members' thresholds", None
-        dataset = data_mod.make_dataset(*split, image_size=size, batch_size=batch_size, cache=False)
+
+        def dataset_at(size: int) -> Any:
+            return data_mod.make_dataset(*split, image_size=size, batch_size=batch_size, cache=False)
+
         source = "chosen on the members' shared validation split"
-    labels, scores = predict_scores(model, dataset)
+    labels, scores, _ = score_by_member(model, dataset_at)
     threshold = choose_threshold(labels, scores)
     return threshold, f"{source} ({len(labels)} images)", binary_metrics(labels, scores, threshold)
 

@@ -23,38 +23,28 @@ def evaluate(
 ) -> dict[str, Any]:
     """Score every image of ``data_dir``; return the metrics dict (JSON-ready)."""
     from tfdeepfake import data as data_mod
+    from tfdeepfake.ensemble import score_by_member
     from tfdeepfake.metrics import evaluation_report
-    from tfdeepfake.runs import load_model, model_image_size, predict_scores, resolve_model
+    from tfdeepfake.runs import load_model, model_image_size, resolve_model
 
     ref = resolve_model(model_path)
     model = load_model(ref.model_path)
-    size = image_size or model_image_size(model)
     index = data_mod.index_eval_folder(data_dir)
-    ds = data_mod.dataset_for(index, "test", image_size=size, batch_size=batch_size, training=False)
-    labels, scores = predict_scores(model, ds)
+
+    def dataset_at(size: int) -> Any:
+        return data_mod.dataset_for(index, "test", image_size=image_size or size, batch_size=batch_size)
+
+    labels, scores, members = score_by_member(model, dataset_at)
     tuned = threshold if threshold is not None else ref.threshold
     result = evaluation_report(labels, scores, tuned)
     result.update(
-        model=str(ref.model_path), data=str(data_dir), image_size=size,
+        model=str(ref.model_path), data=str(data_dir), image_size=image_size or model_image_size(model),
         skipped=[{"path": p, "reason": r} for p, r in index.skipped],
     )
-    members = member_figures(model, ds, tuned)
-    if members:
-        result["members"] = members
+    if members:  # each member's own figures, from the same pass
+        result["members"] = {name: evaluation_report(labels, member_scores, tuned)
+                             for name, member_scores in members.items()}
     return result
-
-
-def member_figures(model: Any, dataset: Any, threshold: float | None) -> dict[str, Any]:
-    """Each member's own figures when ``model`` is an ensemble (models nested inside it)."""
-    from tfdeepfake.metrics import evaluation_report
-    from tfdeepfake.runs import predict_scores
-
-    nested = [layer for layer in model.layers if hasattr(layer, "layers") and hasattr(layer, "predict")]
-    out: dict[str, Any] = {}
-    for member in nested:
-        labels, scores = predict_scores(member, dataset)
-        out[member.name] = evaluation_report(labels, scores, threshold)
-    return out
 
 
 def format_result(result: dict[str, Any]) -> str:
@@ -77,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", help="write the metrics as JSON to this file")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--image-size", type=int, default=None,
-                   help="pipeline size (default: the size the model resizes to)")
+                   help="pipeline size (default: each model or ensemble member at the size it resizes to)")
     p.add_argument("--threshold", type=float, default=None,
                    help="threshold for the 'tuned' figures (default: the run's validation threshold)")
     args = p.parse_args(argv)

@@ -172,18 +172,21 @@ def evaluate_models(models: Mapping[str, Path], sets: Mapping[str, Any], *, batc
     import numpy as np
 
     from tfdeepfake import data as data_mod
+    from tfdeepfake.ensemble import score_by_member
     from tfdeepfake.metrics import evaluation_report
-    from tfdeepfake.runs import load_model, model_image_size, predict_scores, resolve_model
+    from tfdeepfake.runs import load_model, resolve_model
 
     results: dict[str, dict[str, Any]] = {}
     for name, path in models.items():
         ref = resolve_model(path)
         model = load_model(ref.model_path)
-        size = model_image_size(model)
         results[name] = {}
         for label, index in sets.items():
-            ds = data_mod.dataset_for(index, "test", image_size=size, batch_size=batch_size, cache=False)
-            y, p = predict_scores(model, ds)
+            def dataset_at(size: int, index: Any = index) -> Any:
+                return data_mod.dataset_for(index, "test", image_size=size, batch_size=batch_size,
+                                            cache=False)
+
+            y, p, _ = score_by_member(model, dataset_at)
             res = evaluation_report(y, p, ref.threshold)
             res["labels"], res["scores"] = np.asarray(y).tolist(), np.round(p, 6).tolist()
             results[name][label] = res

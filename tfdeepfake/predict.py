@@ -91,23 +91,18 @@ class Scorer:
     def _score_batch(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         if self.kind == "savedmodel":
             return self._score_saved_model(batch)
+        from tfdeepfake.ensemble import score_by_member
         from tfdeepfake.explain import members
         from tfdeepfake.runs import predict_scores
 
-        x = batch.astype(np.float32)
+        batches = [(batch.astype(np.float32), np.zeros(len(batch), int))]
+        # an ensemble: each member once, then its own fusion of their logits
+        _, probs, by_member = score_by_member(self.model, lambda _size: batches)
         mem = None
-        if not self.member_names:
-            _, probs = predict_scores(self.model, [(x, np.zeros(len(batch)))])
-        else:  # each member once, then the ensemble's own fusion of their logits
-            nested = members(self.model)
-            logits = [np.asarray(m.predict_on_batch(x), np.float32) for m in nested]
-            fuse = _fuse_layer(self.model)
-            if fuse is not None:
-                fused = np.asarray(fuse([np.asarray(v) for v in logits]), np.float64).reshape(-1)
-            else:
-                fused = np.asarray(self.model.predict_on_batch(x), np.float64).reshape(-1)
-            probs = _sigmoid(fused)
-            mem = np.stack([_sigmoid(np.asarray(v, np.float64).reshape(-1)) for v in logits], axis=1)
+        if by_member:
+            mem = np.stack([by_member[name] for name in self.member_names], axis=1)
+        elif self.member_names:  # sub-models nested without a tfdeepfake fuse layer
+            mem = np.stack([predict_scores(m, batches)[1] for m in members(self.model)], axis=1)
         return probs, (probs >= self.verdict_threshold).astype(int), mem
 
     def _score_saved_model(self, batch: np.ndarray
@@ -140,19 +135,6 @@ class Scorer:
 
             self._keras_model = load_model(self.keras_path)
         return self._keras_model
-
-
-def _sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-logits))
-
-
-def _fuse_layer(model: Any) -> Any:
-    """The fusion layer of a ``tfdeepfake.ensemble`` model, if ``model`` is one."""
-    try:
-        from tfdeepfake.ensemble import split_ensemble
-    except ImportError:  # pragma: no cover
-        return None
-    return split_ensemble(model)[1]
 
 
 def _batches_by_shape(images: Sequence[np.ndarray], batch_size: int) -> list[list[int]]:

@@ -114,17 +114,30 @@ def _images(index_or_folder: Any, split: str, max_images: int | None, seed: int
     return images, rows["label"].to_numpy(int)
 
 
-def _score(model: Any, images: Sequence[np.ndarray], size: int, batch_size: int) -> np.ndarray:
-    """P(fake) per image after the pipeline's bilinear resize to ``size`` (rounded to uint8)."""
-    import tensorflow as tf
+class _ResizedBatches:
+    """``(images float32, zero labels)`` batches, each image bilinear-resized to ``side`` and rounded to
+    uint8 values as the pipeline does; made anew on every iteration (nothing held in memory)."""
 
-    scores = []
-    for start in range(0, len(images), batch_size):
-        batch = [tf.image.resize(im, (size, size), method="bilinear") for im in images[start:start + batch_size]]
-        x = tf.cast(tf.clip_by_value(tf.round(tf.stack(batch)), 0.0, 255.0), tf.float32)
-        logits = np.asarray(model.predict_on_batch(x), dtype=np.float64).reshape(-1)
-        scores.append(1.0 / (1.0 + np.exp(-logits)))
-    return np.concatenate(scores)
+    def __init__(self, images: Sequence[np.ndarray], side: int, batch_size: int) -> None:
+        self.images, self.side, self.batch_size = images, side, batch_size
+
+    def __iter__(self) -> Any:
+        import tensorflow as tf
+
+        for start in range(0, len(self.images), self.batch_size):
+            batch = [tf.image.resize(im, (self.side, self.side), method="bilinear")
+                     for im in self.images[start:start + self.batch_size]]
+            x = tf.cast(tf.clip_by_value(tf.round(tf.stack(batch)), 0.0, 255.0), tf.float32)
+            yield x, np.zeros(len(batch), int)
+
+
+def _score(model: Any, images: Sequence[np.ndarray], size: int | None, batch_size: int) -> np.ndarray:
+    """P(fake) per image after the pipeline's resize to ``size``, or to each ensemble member's own size
+    when ``size`` is None."""
+    from tfdeepfake.ensemble import score_by_member
+
+    return score_by_member(model, lambda member_size: _ResizedBatches(images, size or member_size,
+                                                                       batch_size))[1]
 
 
 def robustness_sweep(
@@ -137,11 +150,12 @@ def robustness_sweep(
     ``model``: a Keras model or anything :func:`tfdeepfake.runs.resolve_model` accepts (run folder or
     ``.keras``). ``index_or_folder``: a :class:`~tfdeepfake.data.DataIndex` (its ``split`` is used) or a
     folder evaluated like ``tfdeepfake.evaluate`` does. ``max_images`` draws a seeded, class-stratified
-    sample. Returns one row per (perturbation, level): ``model, perturbation, level, accuracy, roc_auc,
-    eer, n_images``.
+    sample. ``image_size``: the size each perturbed image is resized to (default: each model or ensemble
+    member's own size). Returns one row per (perturbation, level): ``model, perturbation, level,
+    accuracy, roc_auc, eer, n_images``.
     """
     from tfdeepfake.metrics import binary_metrics
-    from tfdeepfake.runs import load_model, model_image_size, resolve_model
+    from tfdeepfake.runs import load_model, resolve_model
 
     if isinstance(model, str | Path):
         ref = resolve_model(model)
@@ -150,7 +164,6 @@ def robustness_sweep(
     for kind in levels:
         if kind not in PERTURBATIONS:
             raise ValueError(f"unknown perturbation {kind!r}; expected one of {sorted(PERTURBATIONS)}")
-    size = image_size or model_image_size(model)
     images, labels = _images(index_or_folder, split, max_images, seed)
     rows = []
     clean: np.ndarray | None = None  # blur 0 and downscale 1 are the identity: score once
@@ -160,7 +173,8 @@ def robustness_sweep(
             if identity and clean is not None:
                 scores = clean
             else:
-                scores = _score(model, [perturb(im, kind, level) for im in images], size, batch_size)
+                scores = _score(model, [perturb(im, kind, level) for im in images], image_size,
+                                batch_size)
                 clean = scores if identity else clean
             m = binary_metrics(labels, scores, threshold)
             rows.append({"model": name or model.name, "perturbation": kind, "level": float(level),

@@ -85,14 +85,24 @@ def model_image_size(model: Any, default: int = 224) -> int:
     return max(sizes) if sizes else default
 
 
-def predict_scores(model: Any, dataset: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Run ``model`` over a dataset of ``(images, labels)``; return labels and P(fake) per image."""
+def predict_logits(model: Any, dataset: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``model`` over a dataset of ``(images, labels)``; return labels and the logit per image."""
     labels: list[np.ndarray] = []
-    scores: list[np.ndarray] = []
+    logits: list[np.ndarray] = []
     for images, y in dataset:
-        logits = np.asarray(model.predict_on_batch(images), dtype=np.float64).reshape(-1)
-        scores.append(1.0 / (1.0 + np.exp(-logits)))
+        logits.append(np.asarray(model.predict_on_batch(images), dtype=np.float64).reshape(-1))
         labels.append(np.asarray(y).reshape(-1).astype(int))
     if not labels:
         return np.zeros(0, int), np.zeros(0)
-    return np.concatenate(labels), np.concatenate(scores)
+    return np.concatenate(labels), np.concatenate(logits)
+
+
+def predict_scores(model: Any, dataset: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``model`` over a dataset of ``(images, labels)``; return labels and P(fake) per image."""
+    labels, logits = predict_logits(model, dataset)
+    return labels, sigmoid(logits)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """P(fake) from logits, in float64."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
