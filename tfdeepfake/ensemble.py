@@ -32,7 +32,7 @@ from tfdeepfake.runs import (
     ModelRef,
     load_model,
     model_image_size,
-    predict_logits,
+    predict_logits_many,
     resolve_model,
     sigmoid,
 )
@@ -131,33 +131,29 @@ def score_by_member(
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """``(labels, P(fake), {member name: P(fake)})`` of ``model`` over ``dataset_at(size)``'s batches.
 
-    Each member of an ensemble runs once, on the batches made at its own input size (members of one size
-    share them), so no image is resized twice; the ensemble's score is its own fuse layer applied to the
-    member logits, as the exported model computes it. A single model gives an empty member dict.
-    ``dataset_at`` must yield ``(images, labels)`` in the same order for every size.
+    Each ensemble member runs on the batches made at its own input size, so no image is resized twice;
+    members of one size share one pass. The ensemble's score is its own fuse layer applied to the member
+    logits, as the exported model computes it. A single model gives an empty member dict.
+    ``dataset_at`` is called once per size and must yield ``(images, labels)`` in the same order for each.
     """
     members, fuse = split_ensemble(model)
-    datasets: dict[int, Any] = {}
-
-    def dataset(m: Any) -> Any:
-        size = model_image_size(m)
-        if size not in datasets:
-            datasets[size] = dataset_at(size)
-        return datasets[size]
-
-    if fuse is None:
-        labels, logits = predict_logits(model, dataset(model))
-        return labels, sigmoid(logits), {}
-    labels = None
-    member_logits: dict[str, np.ndarray] = {}
+    by_size: dict[int, list[Any]] = {}
     for member in members:
-        y, member_logits[member.name] = predict_logits(member, dataset(member))
+        by_size.setdefault(model_image_size(member), []).append(member)
+    labels = None
+    logits: dict[str, np.ndarray] = {}
+    for size, group in by_size.items():
+        y, group_logits = predict_logits_many(group, dataset_at(size))
         if labels is not None and not np.array_equal(y, labels):
-            raise RuntimeError(f"the batches for member {member.name!r} came in another order")
+            raise RuntimeError(f"the batches at {size} px came in another order than the others")
         labels = y
-    fused = fuse([np.asarray(z, np.float32).reshape(-1, 1) for z in member_logits.values()])
+        logits.update((m.name, z) for m, z in zip(group, group_logits, strict=True))
+    if fuse is None:
+        return labels, sigmoid(logits[model.name]), {}
+    ordered = [logits[m.name] for m in members]  # fusion order
+    fused = fuse([np.asarray(z, np.float32).reshape(-1, 1) for z in ordered])
     scores = sigmoid(np.asarray(fused).reshape(-1))
-    return labels, scores, {name: sigmoid(z) for name, z in member_logits.items()}
+    return labels, scores, {m.name: sigmoid(logits[m.name]) for m in members}
 
 
 def unique_names(names: Sequence[str]) -> list[str]:

@@ -10,7 +10,7 @@ level; :func:`plot_robustness` draws the curves.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,30 +114,22 @@ def _images(index_or_folder: Any, split: str, max_images: int | None, seed: int
     return images, rows["label"].to_numpy(int)
 
 
-class _ResizedBatches:
-    """``(images float32, zero labels)`` batches, each image bilinear-resized to ``side`` and rounded to
-    uint8 values as the pipeline does; made anew on every iteration (nothing held in memory)."""
+def _score(model: Any, images: Sequence[np.ndarray], size: int | None, batch_size: int) -> np.ndarray:
+    """P(fake) per image after the pipeline's bilinear resize (rounded to uint8) to ``size``, or to each
+    ensemble member's own size when ``size`` is None."""
+    import tensorflow as tf
 
-    def __init__(self, images: Sequence[np.ndarray], side: int, batch_size: int) -> None:
-        self.images, self.side, self.batch_size = images, side, batch_size
+    from tfdeepfake.ensemble import score_by_member
 
-    def __iter__(self) -> Any:
-        import tensorflow as tf
-
-        for start in range(0, len(self.images), self.batch_size):
-            batch = [tf.image.resize(im, (self.side, self.side), method="bilinear")
-                     for im in self.images[start:start + self.batch_size]]
+    def batches_at(member_size: int) -> Iterator[tuple[Any, np.ndarray]]:
+        side = size or member_size
+        for start in range(0, len(images), batch_size):
+            batch = [tf.image.resize(im, (side, side), method="bilinear")
+                     for im in images[start:start + batch_size]]
             x = tf.cast(tf.clip_by_value(tf.round(tf.stack(batch)), 0.0, 255.0), tf.float32)
             yield x, np.zeros(len(batch), int)
 
-
-def _score(model: Any, images: Sequence[np.ndarray], size: int | None, batch_size: int) -> np.ndarray:
-    """P(fake) per image after the pipeline's resize to ``size``, or to each ensemble member's own size
-    when ``size`` is None."""
-    from tfdeepfake.ensemble import score_by_member
-
-    return score_by_member(model, lambda member_size: _ResizedBatches(images, size or member_size,
-                                                                       batch_size))[1]
+    return score_by_member(model, batches_at)[1]
 
 
 def robustness_sweep(

@@ -7,6 +7,7 @@ A run folder (written by ``tfdeepfake.train``) holds ``model.keras``, ``config.j
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,14 +88,22 @@ def model_image_size(model: Any, default: int = 224) -> int:
 
 def predict_logits(model: Any, dataset: Any) -> tuple[np.ndarray, np.ndarray]:
     """Run ``model`` over a dataset of ``(images, labels)``; return labels and the logit per image."""
+    labels, (logits,) = predict_logits_many([model], dataset)
+    return labels, logits
+
+
+def predict_logits_many(models: Sequence[Any], dataset: Any) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One pass over ``(images, labels)`` batches, every model on each batch: labels and each model's
+    logits."""
     labels: list[np.ndarray] = []
-    logits: list[np.ndarray] = []
+    logits: list[list[np.ndarray]] = [[] for _ in models]
     for images, y in dataset:
-        logits.append(np.asarray(model.predict_on_batch(images), dtype=np.float64).reshape(-1))
+        for out, model in zip(logits, models, strict=True):
+            out.append(np.asarray(model.predict_on_batch(images), dtype=np.float64).reshape(-1))
         labels.append(np.asarray(y).reshape(-1).astype(int))
     if not labels:
-        return np.zeros(0, int), np.zeros(0)
-    return np.concatenate(labels), np.concatenate(logits)
+        return np.zeros(0, int), [np.zeros(0) for _ in models]
+    return np.concatenate(labels), [np.concatenate(out) for out in logits]
 
 
 def predict_scores(model: Any, dataset: Any) -> tuple[np.ndarray, np.ndarray]:
