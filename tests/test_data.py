@@ -457,3 +457,52 @@ def test_shared_rvf10k_train(shared_data):
         assert y.shape == (32, 1)
         assert 0 <= float(x.numpy().min()) and float(x.numpy().max()) <= 255
     assert i == 4 and time.perf_counter() - started < 30
+
+
+# -- accurate JPEG decoding (#11) -----------------------------------------------------------------
+
+def _pillow_rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def _assert_decodes_like_pillow(paths: list[Path]) -> int:
+    """Pipeline pixels (``load_image``, ``decode_tf``) equal Pillow's; returns how many files TF's
+    default fast IDCT decodes differently (so a test knows it would have caught the old decoder)."""
+    import tensorflow as tf
+
+    fast_differs = 0
+    for path in paths:
+        expected = _pillow_rgb(path)
+        np.testing.assert_array_equal(data.load_image(path), expected, err_msg=str(path))
+        contents = tf.io.read_file(str(path))
+        np.testing.assert_array_equal(data.decode_tf(contents).numpy(), expected, err_msg=str(path))
+        fast = tf.io.decode_image(contents, channels=3, expand_animations=False).numpy()
+        fast_differs += int(not np.array_equal(fast, expected))
+    return fast_differs
+
+
+def test_jpeg_decoded_like_pillow_on_written_file(tmp_path):
+    rng = np.random.default_rng(0)
+    textured = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)  # fine detail: the IDCTs disagree
+    paths = []
+    for name, kwargs in (("q90-420.jpg", {"quality": 90}),
+                         ("q75-444.jpg", {"quality": 75, "subsampling": 0}),
+                         ("progressive.jpg", {"quality": 85, "progressive": True})):
+        Image.fromarray(textured).save(tmp_path / name, format="JPEG", **kwargs)
+        paths.append(tmp_path / name)
+    Image.fromarray(textured[..., 0]).save(tmp_path / "gray.jpg", format="JPEG", quality=80)
+    paths.append(tmp_path / "gray.jpg")
+    assert _assert_decodes_like_pillow(paths) >= 3
+
+
+def test_jpeg_decoded_like_pillow_on_rvf10k(shared_data):
+    folder = shared_data / "rvf10k" / "test"
+    paths = sorted((folder / "real").glob("*.jpg"))[:5] + sorted((folder / "fake").glob("*.jpg"))[:5]
+    if len(paths) < 10:
+        pytest.skip(f"fewer than 5 JPEG files per class in {folder}")
+    assert _assert_decodes_like_pillow(paths) >= 5  # the fast IDCT differs on most rvf10k files
+    batch, _ = _epoch(data.make_dataset([str(p) for p in paths[:2]], [0, 1], image_size=SIZE,
+                                        batch_size=2, cache=False))
+    for got, path in zip(batch, paths[:2], strict=True):  # the pipeline resizes Pillow's pixels
+        np.testing.assert_array_equal(got, data.load_image(path, SIZE), err_msg=str(path))

@@ -158,3 +158,31 @@ def test_bad_names_and_arguments(tmp_path):
             main([*argv, "--root", str(tmp_path)])
         assert exc.value.code == 2
     assert not (tmp_path / "ok").exists() or not versions(tmp_path / "ok")
+
+
+
+def _assert_signatures_agree_on_pillow_pixels(blob: bytes) -> None:
+    """A client decoding a JPEG with Pillow and sending pixels to ``serving_default`` gets the score
+    that ``predict_bytes`` gives for the file's bytes (JPEG decoded with the accurate IDCT)."""
+    import tensorflow as tf
+
+    signatures = tf.saved_model.load(str(hm.exported())).signatures
+    pixels = hm.decoded(blob)
+    assert not np.array_equal(tf.io.decode_jpeg(blob).numpy(), pixels)  # the fast IDCT differs
+    by_pixels = signatures["serving_default"](images=tf.constant(pixels[None]))
+    by_bytes = signatures["predict_bytes"](image_bytes=tf.constant([blob]))
+    for key in ("probability_fake", "members"):
+        np.testing.assert_allclose(by_bytes[key].numpy(), by_pixels[key].numpy(), atol=1e-6)
+
+
+def test_signatures_agree_on_a_written_jpeg_decoded_by_pillow():
+    rng = np.random.default_rng(3)
+    _assert_signatures_agree_on_pillow_pixels(
+        hm.encode(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8), "JPEG"))  # fine detail
+
+
+def test_signatures_agree_on_an_rvf10k_jpeg_decoded_by_pillow(shared_data):
+    files = sorted((shared_data / "rvf10k" / "test" / "fake").glob("*.jpg"))
+    if not files:
+        pytest.skip(f"no JPEG files in {shared_data / 'rvf10k' / 'test' / 'fake'}")
+    _assert_signatures_agree_on_pillow_pixels(files[0].read_bytes())

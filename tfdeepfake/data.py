@@ -13,8 +13,8 @@ nested sub-folders of a class folder count, files directly in the root such as a
 Every file is validated *before* training (Pillow ``open`` + ``load`` with truncated images refused,
 in a thread pool): empty, non-image, corrupt and truncated files are skipped and reported as
 ``(path, reason)``. Grayscale, RGBA, palette, CMYK and 16-bit images are kept and always come out
-as 3-channel RGB in 0-255. JPEG and PNG are decoded by TensorFlow
-(``tf.io.decode_image(channels=3, expand_animations=False)``, which handles CMYK JPEG and 16-bit PNG);
+as 3-channel RGB in 0-255. JPEG and PNG are decoded by TensorFlow (:func:`decode_tf`: JPEG with the
+accurate IDCT, so the pixels equal Pillow's; ``tf.io.decode_image`` for PNG, which handles 16-bit PNG);
 every other format Pillow can read (GIF, BMP, WebP, TIFF, ...) is decoded through Pillow inside the
 pipeline. BMP is deliberately *not* left to TensorFlow: its decoder silently returns wrong colours for
 8-bit palette BMPs. EXIF orientation is ignored (pixels are used as stored), as by TensorFlow/Keras.
@@ -23,7 +23,7 @@ Why not ``keras.utils.image_dataset_from_directory``: it lists files by extensio
 or a misnamed file is silently ignored or crashes the epoch instead of being reported), matches
 class folders case-sensitively, cannot skip corrupt files, split three ways or balance classes.
 :func:`make_dataset` therefore builds the same pipeline it builds internally (``from_tensor_slices``
-over paths -> parallel read + ``decode_image`` + bilinear ``tf.image.resize`` -> batch -> prefetch)
+over paths -> parallel read + decode + bilinear ``tf.image.resize`` -> batch -> prefetch)
 from the *validated* file list, adding a cache, seeded shuffling and augmentation.
 :func:`keras_folder_dataset` is the thin Keras path for an already clean ``real/ fake/`` folder.
 
@@ -54,6 +54,7 @@ __all__ = [
     "augment_image",
     "class_weights",
     "dataset_for",
+    "decode_tf",
     "index_eval_folder",
     "index_folder",
     "keras_folder_dataset",
@@ -455,21 +456,42 @@ def _pil_decode_bytes(contents: Any) -> np.ndarray:
         return _pil_to_rgb(img)
 
 
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def decode_tf(contents: Any) -> Any:
+    """Encoded bytes (tf.string) -> uint8 ``(h, w, 3)`` with TensorFlow ops only (SavedModel-safe).
+
+    The one TensorFlow decoder of the package (training/evaluation pipeline, :func:`load_image`, the
+    export's ``predict_bytes``). JPEG is decoded with the accurate integer IDCT
+    (``dct_method="INTEGER_ACCURATE"``), which gives exactly Pillow's / libjpeg's pixels; TensorFlow's
+    default fast IDCT differs from them in most pixel values (by up to ~18 levels on rvf10k files).
+    ``tf.io.decode_image`` has no ``dct_method``, so it only handles the other formats.
+    """
+    import tensorflow as tf
+
+    def jpeg() -> Any:
+        return tf.io.decode_jpeg(contents, channels=3, dct_method="INTEGER_ACCURATE")
+
+    def other() -> Any:
+        return tf.io.decode_image(contents, channels=3, dtype=tf.uint8, expand_animations=False)
+
+    image = tf.cond(tf.strings.substr(contents, 0, 3) == _JPEG_MAGIC, jpeg, other)
+    return tf.ensure_shape(image, [None, None, 3])
+
+
 def _decode_rgb(contents: Any) -> Any:
     """Encoded bytes (tf.string) -> uint8 ``(h, w, 3)`` tensor. JPEG/PNG by TF, others by Pillow."""
     import tensorflow as tf
 
     head = tf.strings.substr(contents, 0, 8)
-    native = tf.logical_or(tf.strings.substr(head, 0, 3) == b"\xff\xd8\xff",
+    native = tf.logical_or(tf.strings.substr(head, 0, 3) == _JPEG_MAGIC,
                            head == b"\x89PNG\r\n\x1a\n")
-
-    def by_tf() -> Any:
-        return tf.io.decode_image(contents, channels=3, dtype=tf.uint8, expand_animations=False)
 
     def by_pil() -> Any:
         return tf.numpy_function(_pil_decode_bytes, [contents], tf.uint8, stateful=False)
 
-    image = tf.cond(native, by_tf, by_pil)
+    image = tf.cond(native, lambda: decode_tf(contents), by_pil)
     return tf.ensure_shape(image, [None, None, 3])
 
 
@@ -667,6 +689,8 @@ def keras_folder_dataset(
 
     Same batch contract (float32 0-255, float32 ``(b, 1)`` labels, real = 0), class folders matched
     case-insensitively; no validation, splitting or balancing (use :func:`index_folder` for those).
+    Keras decodes JPEG with TensorFlow's fast IDCT, so its pixels differ slightly from
+    :func:`make_dataset`'s (accurate IDCT, see :func:`decode_tf`): train and evaluate with the latter.
     """
     import keras
 

@@ -6,7 +6,8 @@ renamed, so a polling TF Serving never sees half a model) with Keras' ``ExportAr
 - ``serving_default``: ``images`` uint8 ``[batch, height, width, 3]`` of any height and width (each
   member resizes inside);
 - ``predict_bytes``: ``image_bytes`` string ``[batch]`` of encoded JPEG/PNG/GIF/BMP images, which may differ
-  in size: each image is decoded and resized to every member's own size, exactly as the member would.
+  in size: each image is decoded (JPEG with the accurate IDCT, the same pixels as Pillow and as training)
+  and resized to every member's own size, exactly as the member would.
 
 Both return ``probability_fake`` float32 ``[batch]``, ``label`` int64 ``[batch]`` (1 = fake when
 ``probability_fake >= threshold``) and ``members`` float32 ``[batch, n_members]`` (each member's P(fake)).
@@ -94,6 +95,7 @@ def serving_functions(model: Any, threshold: float) -> dict[str, tuple[Any, list
     """``{signature: (fn, input_signature)}`` for ``serving_default`` and ``predict_bytes``."""
     import tensorflow as tf
 
+    from tfdeepfake.data import decode_tf
     from tfdeepfake.ensemble import split_ensemble
 
     members, fuse = split_ensemble(model)
@@ -112,7 +114,7 @@ def serving_functions(model: Any, threshold: float) -> dict[str, tuple[Any, list
         return heads([tf.cast(images, tf.float32)] * len(members))
 
     def decode_and_resize(data: Any) -> tuple[Any, ...]:
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        image = decode_tf(data)  # the pipeline's decoder: JPEG with the accurate IDCT (Pillow's pixels)
         image = tf.cast(image, tf.float32)[tf.newaxis]
         return tuple(resize(image)[0] for resize in resizers)
 
