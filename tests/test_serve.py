@@ -6,8 +6,11 @@ import base64
 import http.client
 import io
 import json
+import logging
+import shutil
 import socket
 import struct
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
@@ -16,9 +19,11 @@ import anyio
 import helpers_models as hm
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
-from tfdeepfake.serve import create_app, serve_in_thread
+from tfdeepfake.serve import EXPLAIN_MAX_SIDE, create_app, serve_in_thread
 
 MAX_BODY = 300_000
 MAX_PIXELS = 1_000_000
@@ -159,6 +164,7 @@ def test_predict_pixel_lists_rows_and_columns(base):
 # ------------------------------------------------------------------------------------- bad inputs
 JPEG = hm.encode(hm.random_image(40, 40, 9), "JPEG")
 PIXEL = [[[1, 2, 3]]]
+TIFF = hm.encode(hm.random_image(40, 40, 9), "TIFF")
 BAD_REQUESTS = {
     "malformed json": b"{not json",
     "not utf-8": b"\xff\xfe{",
@@ -184,6 +190,7 @@ BAD_REQUESTS = {
     "b64 not a string": json.dumps({"instances": [{"b64": 5}]}).encode(),
     "b64 not an image": json.dumps({"instances": [{"b64": b64(b"hello world")}]}).encode(),
     "truncated jpeg": json.dumps({"instances": [{"b64": b64(JPEG[: len(JPEG) // 2])}]}).encode(),
+    "tiff": json.dumps({"instances": [{"b64": b64(TIFF)}]}).encode(),
     "image_bytes not b64": json.dumps({"instances": [{"image_bytes": "abc"}]}).encode(),
     "mixed kinds": json.dumps({"instances": [{"b64": b64(JPEG)}, PIXEL]}).encode(),
     "too many": json.dumps({"instances": [PIXEL] * (MAX_BATCH + 1)}).encode(),
@@ -193,11 +200,32 @@ BAD_REQUESTS = {
 }
 
 
+@pytest.mark.parametrize("verb", ["predict", "explain"])
 @pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
-def test_bad_requests_get_400_with_error(base, case):
-    status, body = call(base, "POST", f"/v1/models/{NAME}:predict", BAD_REQUESTS[case])
+def test_bad_requests_get_400_with_error(base, case, verb):
+    status, body = call(base, "POST", f"/v1/models/{NAME}:{verb}", BAD_REQUESTS[case])
     assert status == 400, (case, body)
     assert isinstance(body, dict) and list(body) == ["error"] and body["error"]
+    assert "Graph execution" not in body["error"] and "{{" not in body["error"]
+
+
+def test_undecodable_images_say_their_format_and_why(base):
+    """Images whose header reads fine but whose data does not decode: the format and the reason."""
+    png = hm.encode(hm.random_image(40, 40, 3))
+    jpeg = hm.encode(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8), "JPEG")
+    garbled = bytearray(jpeg)
+    garbled[len(garbled) // 2: len(garbled) // 2 + 40] = b"\xff" * 40
+    cases = {"JPEG image is truncated": jpeg[: len(jpeg) // 2], "PNG image is truncated": png[:-200],
+             "TIFF image: format not supported": TIFF, "JPEG image is corrupt": bytes(garbled)}
+    status, body = predict(base, {"instances": [{"b64": b64(jpeg[:100])}]})  # cut inside the header
+    assert status == 400 and body["error"].startswith("JPEG image whose header is truncated"), body
+    for expected, data in cases.items():
+        status, body = predict(base, {"instances": [{"b64": b64(data)}]})
+        assert status == 400 and body["error"].startswith(f"could not decode the image: {expected}"), body
+    status, body = predict(base, {"instances": [{"b64": b64(png)}, {"b64": b64(TIFF)}]})
+    assert status == 400 and "image 2 of 2: TIFF image" in body["error"]
+    status, body = call(base, "POST", "/api/upload", *multipart("file", "cut.png", png[:-200]))
+    assert status == 400 and "PNG image is truncated" in body["error"]
 
 
 def test_wrong_method_and_verb(base):
@@ -289,3 +317,168 @@ def test_concurrent_requests_are_answered_correctly(base):
         np.testing.assert_allclose(row["probability_fake"], sequential[i % 3]["probability_fake"],
                                    atol=1e-6)
         np.testing.assert_allclose(row["members"], sequential[i % 3]["members"], atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------- batching
+@pytest.fixture(scope="module")
+def slow_batches():
+    """A service whose batches wait up to 1 s to fill (6 images), so concurrent requests surely merge."""
+    app = create_app(hm.exported().parent, max_body_bytes=MAX_BODY, max_pixels=MAX_PIXELS,
+                     max_batch=MAX_BATCH, max_batch_size=6, batch_timeout_micros=1_000_000)
+    with serve_in_thread(app) as url:
+        yield app, url
+
+
+def test_batched_answers_equal_unbatched_ones(slow_batches):
+    """Requests of different kinds and sizes sent at once: merged (by signature and pixel shape) into
+    few model calls, and each answer equals the image's own unbatched call (float32 rounding apart)."""
+    app, url = slow_batches
+    predictor, batcher = app.state.predictor, app.state.batcher
+    encoded = [hm.encode(hm.random_image(30 + 7 * i, 50 - 3 * i, 20 + i), "JPEG" if i % 2 else "PNG")
+               for i in range(5)]
+    pixels = [hm.random_image(24, 24, 40 + i) for i in range(3)] + [hm.random_image(20, 36, 50 + i)
+                                                                   for i in range(3)]
+    requests = [("predict_bytes", b, {"instances": [{"b64": b64(b)}]}) for b in encoded]
+    requests += [("serving_default", p, {"instances": [p.tolist()]}) for p in pixels]
+    expected = [predictor.predict(sig, [x] if sig == "predict_bytes" else x[None]) for sig, x, _ in requests]
+
+    def send_all(payloads: list) -> list:
+        with ThreadPoolExecutor(len(payloads)) as pool:
+            return list(pool.map(lambda payload: predict(url, payload), payloads))
+
+    batcher.batch_sizes.clear()
+    answers = send_all([r[2] for r in requests])
+    for (status, body), want in zip(answers, expected, strict=True):
+        assert status == 200, body
+        assert_rows_match(body["predictions"], want)
+    assert sorted(batcher.batch_sizes.elements()) == [3, 3, 5]  # one call per signature and shape
+    probs = [body["predictions"][0]["probability_fake"] for _, body in answers]
+    assert len({round(p, 4) for p in probs}) == len(probs)  # distinct scores: a mix-up would show
+
+    # an undecodable image merged with good ones fails alone; the others are answered as before
+    answers = send_all([r[2] for r in requests[:3]]
+                       + [{"instances": [{"b64": b64(JPEG[: len(JPEG) // 2])}]}])
+    status, body = answers.pop()
+    assert status == 400 and "JPEG image" in body["error"] and "truncated" in body["error"]
+    for (status, body), want in zip(answers, expected[:3], strict=True):
+        assert status == 200, body
+        assert_rows_match(body["predictions"], want)
+
+
+def test_batching_off_answers_the_same():
+    app = create_app(hm.exported().parent, max_batch=MAX_BATCH, batching=False)
+    assert app.state.batcher is None
+    images = hm.sample_images()
+    with serve_in_thread(app) as url:
+        status, info = call(url, "GET", "/api/info")
+        assert status == 200 and info["batching"] is None
+        status, body = predict(url, {"instances": [{"b64": b64(b)} for b in images]})
+    assert status == 200
+    assert_rows_match(body["predictions"], hm.keras_reference([hm.decoded(b) for b in images], threshold()))
+
+
+# ------------------------------------------------------------------------------------- disconnects
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_client_disconnect_mid_body_is_one_log_line(base):
+    records = Records()
+    loggers = [logging.getLogger(n) for n in ("uvicorn.error", "uvicorn", "")]
+    for logger in loggers:
+        logger.addHandler(records)
+    try:
+        url = urlsplit(base)
+        for path in (f"/v1/models/{NAME}:predict", "/api/upload"):
+            with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+                sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                             f"Content-Length: 5000\r\n\r\n".encode() + b'{"instances": [')
+                time.sleep(0.2)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(records.records) < 2:
+            time.sleep(0.05)
+        time.sleep(0.3)  # anything logged after the warnings would show too
+    finally:
+        for logger in loggers:
+            logger.removeHandler(records)
+    lines = [r.getMessage() for r in records.records]
+    assert len(lines) == 2, lines
+    assert all("disconnected before sending the whole request body of 5000 bytes" in ln for ln in lines)
+    assert not any(r.exc_info for r in records.records)
+    assert call(base, "GET", f"/v1/models/{NAME}")[0] == 200  # still serving
+
+
+# ------------------------------------------------------------------------------------ explanations
+def test_explain_returns_each_members_heatmap_beside_the_scores(base):
+    from tfdeepfake.explain import heatmaps, overlay
+
+    images = hm.sample_images()[:2]
+    status, body = predict(base, {"instances": [{"b64": b64(b)} for b in images]},
+                           f"/v1/models/{NAME}:explain")
+    assert status == 200, body
+    _, plain = predict(base, {"instances": [{"b64": b64(b)} for b in images]})
+    for row, plain_row, data in zip(body["predictions"], plain["predictions"], images, strict=True):
+        assert {k: row[k] for k in plain_row} == plain_row
+        assert set(row["heatmaps"]) == set(row["overlays"]) == {"resnet18-test", "alexnet-test"}
+        image = hm.decoded(data)
+        want = heatmaps(hm.keras_ensemble(), image, target="fake" if row["label"] else "real")
+        for member, heat in want.items():
+            got = np.asarray(Image.open(io.BytesIO(base64.b64decode(row["heatmaps"][member]["b64"]))))
+            assert got.shape == image.shape[:2] and got.dtype == np.uint8
+            np.testing.assert_allclose(got / 255.0, heat, atol=1 / 255 + 1e-6)
+            shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(row["overlays"][member]["b64"]))))
+            np.testing.assert_allclose(shown, overlay(image, heat), atol=2)  # the same colours
+    large = hm.encode(hm.random_image(500, 300, 5))  # pictures come back at most EXPLAIN_MAX_SIDE a side
+    status, body = predict(base, {"inputs": [{"b64": b64(large)}]}, f"/v1/models/{NAME}:explain")
+    assert status == 200
+    heat = Image.open(io.BytesIO(base64.b64decode(body["outputs"]["heatmaps"][0]["alexnet-test"]["b64"])))
+    assert heat.size == (round(300 * EXPLAIN_MAX_SIDE / 500), EXPLAIN_MAX_SIDE) and heat.mode == "L"
+    status, body = predict(base, {"instances": [hm.random_image(24, 24, 1).tolist()]},
+                           f"/v1/models/{NAME}:explain")  # pixel lists too
+    assert status == 200 and set(body["predictions"][0]["overlays"]) == {"resnet18-test", "alexnet-test"}
+
+
+def test_upload_with_explain_adds_overlays(base):
+    data = hm.sample_images()[1]
+    status, page = call(base, "POST", "/api/upload?explain=1", *multipart("file", "face.jpg", data))
+    assert status == 200
+    _, rest = predict(base, {"instances": [{"b64": b64(data)}]}, f"/v1/models/{NAME}:explain")
+    row = rest["predictions"][0]
+    assert [m["overlay"] for m in page["members"]] == [row["overlays"][n]["b64"]
+                                                       for n in ("resnet18-test", "alexnet-test")]
+    status, plain = call(base, "POST", "/api/upload", *multipart("file", "face.jpg", data))
+    assert status == 200 and all("overlay" not in m for m in plain["members"])
+
+
+def test_explain_without_a_keras_model_says_so(tmp_path):
+    copy = tmp_path / NAME
+    shutil.copytree(hm.exported(), copy / "1")  # the SavedModel alone, no NAME.keras beside it
+    app = create_app(copy)
+    with serve_in_thread(app) as url:
+        assert call(url, "GET", "/api/info")[1]["explain"] is False
+        status, body = predict(url, {"instances": [{"b64": b64(JPEG)}]}, f"/v1/models/{NAME}:explain")
+        assert status == 400 and "NAME.keras" in body["error"]
+        assert predict(url, {"instances": [{"b64": b64(JPEG)}]})[0] == 200
+
+
+# ------------------------------------------------------------------------- live property-based tests
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-1000, 1000) | st.floats() | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(
+        st.sampled_from(["instances", "inputs", "b64", "images", "signature_name", "x"]), children,
+        max_size=3), max_leaves=20)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(body=json_values | st.binary(max_size=64), verb=st.sampled_from(["predict", "explain"]))
+def test_arbitrary_bodies_never_get_a_5xx(base, body, verb):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    status, answer = call(base, "POST", f"/v1/models/{NAME}:{verb}", data)
+    assert status < 500, answer
+    assert status == 200 or (isinstance(answer, dict) and answer["error"])
+

@@ -220,13 +220,22 @@ def panel(image: Any, maps: Mapping[str, np.ndarray], *, title: str = "",
     return np.hstack(out)
 
 
-def save_png(path: str | Path, image: np.ndarray) -> Path:
-    """Write a uint8 RGB image as PNG (folders created)."""
+def png_bytes(image: np.ndarray) -> bytes:
+    """A uint8 RGB ``(h, w, 3)`` or grayscale ``(h, w)`` image encoded as PNG."""
+    import io
+
     from PIL import Image
 
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(image, np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def save_png(path: str | Path, image: np.ndarray) -> Path:
+    """Write a uint8 RGB image as PNG (folders created)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.asarray(image, np.uint8)).save(path, format="PNG")
+    path.write_bytes(png_bytes(image))
     return path
 
 

@@ -7,7 +7,9 @@ Every failure raises :class:`MediaError` whose message is the reason, meant for 
 
 from __future__ import annotations
 
+import io
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -22,6 +24,65 @@ DEFAULT_FRAMES = 16
 
 class MediaError(ValueError):
     """A file cannot be read as an image or a video; ``str(exc)`` is the reason."""
+
+
+TF_FORMATS = "JPEG, PNG, GIF, BMP or WebP"
+_TF_NOISE = re.compile(r"\{\{[^}]*\}\}\s*|\s*\[Op:\w+\].*$|\s*\[\[\{\{node [^]]*\]\]|\s*name:\s*$")
+_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF8", "GIF"), (b"BM", "BMP"))
+
+
+def image_format(data: bytes) -> str | None:
+    """The format named by an encoded image's first bytes (JPEG, PNG, GIF, BMP, WEBP, or what Pillow
+    recognises); ``None`` when nothing does."""
+    from PIL import Image
+
+    for magic, name in _MAGIC:
+        if data.startswith(magic):
+            return name
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.format
+    except Exception:  # noqa: BLE001 - unknown to Pillow too
+        return None
+
+
+def tf_error_text(message: str) -> str:
+    """A TensorFlow op error's own words: no ``{{function_node ...}}``, ``[Op:...]`` or graph trace."""
+    lines = [ln.strip() for ln in (message or "").splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith(("Graph execution error", "Detected at node",
+                                                            "File \"", "@"))]
+    return _TF_NOISE.sub("", lines[-1] if lines else "").strip()
+
+
+def undecodable_reason(data: bytes) -> str | None:
+    """Why encoded image bytes do not decode with the package's TensorFlow decoder
+    (:func:`tfdeepfake.data.decode_tf`), naming the format found in the header: ``"PNG image is
+    truncated (...)"``, ``"TIFF image: format not supported (...)"``; ``None`` when they decode."""
+    import tensorflow as tf
+    from PIL import Image
+
+    from tfdeepfake.data import decode_tf
+
+    try:
+        decode_tf(tf.constant(data, tf.string))
+        return None
+    except tf.errors.OpError as exc:
+        tf_message = tf_error_text(exc.message)
+    fmt, pil_error = image_format(data), ""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a reason to report
+        pil_error = str(exc)
+    kind = f"{fmt} image" if fmt else "image of unknown format"
+    if "Unknown image file format" in tf_message:
+        return f"{kind}: format not supported (the model decodes {TF_FORMATS})"
+    if "truncated" in pil_error or "truncated" in tf_message.lower() or "premature end" in (
+            pil_error + tf_message).lower():
+        return f"{kind} is truncated (the file ends before its pixel data does: {pil_error or tf_message})"
+    return f"{kind} is corrupt or uses an unsupported variant of the format ({tf_message or pil_error})"
 
 
 def is_video(path: str | Path) -> bool:

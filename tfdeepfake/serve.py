@@ -10,20 +10,36 @@ A FastAPI app on uvicorn that loads the newest version of ``saved_models/NAME`` 
   (``serving_default``). Answers ``{"predictions": [{"probability_fake", "label", "members"}, ...]}`` or
   ``{"outputs": {...}}``; errors are ``{"error": "..."}`` with a 4xx status.
 
+- ``POST /v1/models/NAME[/versions/N]:explain``: the same bodies; each row also holds each member's
+  Grad-CAM ``heatmaps`` (grayscale PNG) and ``overlays`` (RGB PNG over the image) as ``{"b64": ...}``,
+  computed with the Keras model saved beside the export (``NAME.keras``, loaded on first use).
+
 Plus the upload page at ``/`` (``static/``), ``GET /api/info`` and ``POST /api/upload`` (multipart field
-``file``) behind it. Bad input never gives a 5xx: bodies over ``max_body_bytes`` (``Content-Length`` and the
-streamed size) get 413, images over ``max_pixels`` (read from the header before decoding) get 413,
-everything else malformed gets 400 and unknown models or versions 404. Inference runs in a bounded thread
-pool; the loaded SavedModel is shared by all requests.
+``file``; ``?explain=1`` adds each member's Grad-CAM overlay) behind it. Bad input never gives a 5xx: bodies
+over ``max_body_bytes`` (``Content-Length`` and the streamed size) get 413, images over ``max_pixels`` (read
+from the header before decoding) get 413, an image that does not decode gets 400 naming its format and why
+(truncated, unsupported, corrupt), a full queue 429, everything else malformed 400 and unknown models or
+versions 404. A client that disconnects mid-body is one warning line in the log.
+
+Batching (TF Serving's): concurrent ``:predict`` and upload requests wait in one bounded queue
+(:class:`tfdeepfake.batching.Batcher`) and are merged into one model call, up to ``max_batch_size`` images,
+waiting at most ``batch_timeout_micros`` for a batch to fill. Encoded images of any sizes merge (the
+``predict_bytes`` signature resizes each image); pixel-list requests merge only with requests of the same
+image shape (``serving_default`` takes one shape per call). Each request gets its own rows, equal to what it
+gets alone up to float32 rounding (the CPU kernels' summation order depends on the batch size, as it does for
+a request of several images today). ``batching=False`` runs each request on its own (up to ``workers`` at
+once). The loaded SavedModel is shared by all requests.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import binascii
 import io
 import json
+import logging
 import re
 import socket
 import sys
@@ -41,16 +57,23 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tfdeepfake import CLASS_NAMES
+from tfdeepfake.batching import Batcher, QueueFull
 from tfdeepfake.export import OUTPUTS, SIGNATURES, check_name, latest_version, read_export_info
 from tfdeepfake.hardware import set_inference_env
+from tfdeepfake.media import TF_FORMATS, image_format, tf_error_text, undecodable_reason
 
 STATIC_DIR = Path(__file__).with_name("static")
 DEFAULT_MAX_BODY_BYTES = 10_000_000
 DEFAULT_MAX_PIXELS = 25_000_000
 DEFAULT_MAX_BATCH = 64
+DEFAULT_MAX_BATCH_SIZE = 32
+DEFAULT_MAX_ENQUEUED_BATCHES = 64
+EXPLAIN_MAX_SIDE = 384
+LOG = logging.getLogger("uvicorn.error")  # the server's own log (printed at uvicorn's --log-level)
 _MODEL_PATH = re.compile(
     r"(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?(?P<metadata>/metadata)?(?::(?P<verb>\w+))?"
 )
@@ -105,8 +128,11 @@ def image_pixels(data: bytes, max_pixels: int) -> int:
             width, height = image.size
     except Image.DecompressionBombError:
         raise ApiError(413, f"image has more than {max_pixels} pixels") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
-        raise ApiError(400, "data is not a readable image (JPEG, PNG, GIF, BMP or WebP)") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        fmt = image_format(data)
+        if fmt is None:
+            raise ApiError(400, f"data is not a readable image ({TF_FORMATS})") from None
+        raise ApiError(400, f"{fmt} image whose header is truncated or corrupt ({exc})") from None
     if width * height > max_pixels:
         raise ApiError(413, f"image of {width}x{height} pixels is over the limit of {max_pixels} pixels")
     return width * height
@@ -193,6 +219,29 @@ def parse_predict(body: Any, max_batch: int) -> tuple[str, list[bytes] | np.ndar
     return kind, batch, rows
 
 
+def check_total_pixels(blobs: list[bytes], max_pixels: int) -> None:
+    """413 when the encoded images hold more than ``max_pixels`` pixels, alone or together."""
+    total = sum(image_pixels(b, max_pixels) for b in blobs)
+    if total > max_pixels:
+        raise ApiError(413, f"images hold {total} pixels together; the limit is {max_pixels}")
+
+
+def parse_request(body: bytes, *, max_batch: int, max_pixels: int
+                  ) -> tuple[str, list[bytes] | np.ndarray, bool]:
+    """A ``:predict``/``:explain`` body (raw bytes) -> ``(signature, batch, row_format)``, every check
+    done before the model runs; anything wrong raises :class:`ApiError` (400 or 413), nothing else."""
+    try:
+        parsed = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        raise ApiError(400, "request body is not valid JSON") from None
+    signature, batch, rows = parse_predict(parsed, max_batch)
+    if isinstance(batch, list):
+        check_total_pixels(batch, max_pixels)
+    elif batch.shape[0] * batch.shape[1] * batch.shape[2] > max_pixels:
+        raise ApiError(413, f"images hold more than {max_pixels} pixels together")
+    return signature, batch, rows
+
+
 # ---------------------------------------------------------------------------------------- predictor
 class Predictor:
     """The newest exported version of one model, loaded once; thread-safe."""
@@ -231,9 +280,20 @@ class Predictor:
             else:
                 out = self.signatures[signature](images=tf.constant(batch, tf.uint8))
         except tf.errors.InvalidArgumentError as exc:
-            first = (exc.message or "").strip().splitlines()[0] if exc.message else ""
-            raise ApiError(400, f"could not decode the image(s): {first[:200]}") from None
+            raise ApiError(400, self._failure(signature, batch, exc.message)) from None
         return {k: out[k].numpy() for k in OUTPUTS}
+
+    @staticmethod
+    def _failure(signature: str, batch: list[bytes] | np.ndarray, message: str) -> str:
+        """Which image(s) of a failed call do not decode, with their format and why."""
+        if signature == "predict_bytes":
+            reasons = [(i, undecodable_reason(b)) for i, b in enumerate(batch)]
+            bad = [f"image {i + 1} of {len(batch)}: {r}" if len(batch) > 1 else r
+                   for i, r in reasons if r is not None]
+            if bad:
+                return "could not decode the image: " + "; ".join(bad[:5]) + (
+                    f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
+        return f"could not run the model on these images: {tf_error_text(message)[:300]}"
 
     def metadata(self) -> dict[str, Any]:
         """TF Serving's ``signature_def`` metadata, built from the loaded signatures."""
@@ -259,9 +319,62 @@ class Predictor:
                                           "status": {"error_code": "OK", "error_message": ""}}]}
 
 
-def predictions(out: dict[str, np.ndarray], rows: bool) -> dict[str, Any]:
+class Explainer:
+    """Grad-CAM of each member (:func:`tfdeepfake.explain.heatmaps`) with the Keras model saved beside the
+    export (``NAME.keras``), loaded on first use; one explanation at a time (thread-safe)."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        from tfdeepfake.predict import keras_beside
+
+        self.path = keras_beside(predictor.path)
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def available(self) -> bool:
+        return self.path is not None
+
+    def __call__(self, image: np.ndarray, label: int) -> dict[str, dict[str, str]]:
+        """``{"heatmaps": {member: PNG b64}, "overlays": {member: PNG b64}}`` explaining ``label`` (the
+        served verdict) for one uint8 RGB image; pictures at most :data:`EXPLAIN_MAX_SIDE` px a side."""
+        import cv2
+
+        from tfdeepfake.explain import heatmaps, overlay, png_bytes
+
+        if self.path is None:
+            raise ApiError(400, "explanations need the Keras model saved beside the export "
+                                "(NAME.keras, written by tfdeepfake.export); this model has none")
+        with self._lock:
+            if self._model is None:
+                from tfdeepfake.runs import load_model
+
+                self._model = load_model(self.path)
+            maps = heatmaps(self._model, image, target=CLASS_NAMES[int(label)])
+        scale = EXPLAIN_MAX_SIDE / max(image.shape[:2])
+        if scale < 1:
+            size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            maps = {n: cv2.resize(m, size, interpolation=cv2.INTER_AREA) for n, m in maps.items()}
+
+        def b64png(picture: np.ndarray) -> str:
+            return base64.b64encode(png_bytes(picture)).decode()
+
+        return {"heatmaps": {n: b64png(np.uint8(np.round(255 * np.clip(m, 0, 1)))) for n, m in maps.items()},
+                "overlays": {n: b64png(overlay(image, m)) for n, m in maps.items()}}
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """Encoded bytes -> uint8 RGB with the export's own decoder (:func:`tfdeepfake.data.decode_tf`)."""
+    import tensorflow as tf
+
+    from tfdeepfake.data import decode_tf
+
+    return decode_tf(tf.constant(data, tf.string)).numpy()
+
+
+def predictions(out: dict[str, Any], rows: bool) -> dict[str, Any]:
     """TF Serving's JSON answer: ``{"predictions": [row, ...]}`` or ``{"outputs": {name: column}}``."""
-    columns = {k: v.tolist() for k, v in out.items()}
+    columns = {k: v.tolist() if isinstance(v, np.ndarray) else list(v) for k, v in out.items()}
     if not rows:
         return {"outputs": columns}
     return {"predictions": [dict(zip(columns, values, strict=True))
@@ -272,20 +385,28 @@ def predictions(out: dict[str, np.ndarray], rows: bool) -> dict[str, Any]:
 def create_app(
     model_dir: str | Path, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS, max_batch: int = DEFAULT_MAX_BATCH, workers: int = 4,
+    batching: bool = True, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, batch_timeout_micros: int = 0,
+    num_batch_threads: int = 1, max_enqueued_batches: int = DEFAULT_MAX_ENQUEUED_BATCHES,
 ) -> FastAPI:
     """The service for the newest version under ``model_dir`` (``saved_models/NAME``).
 
     ``max_pixels`` bounds the pixels decoded per request (summed over its images); ``workers`` bounds
-    the inferences running at once.
+    the threads parsing requests and explaining (and, with ``batching=False``, running the model).
+    With ``batching``, model calls go through a :class:`~tfdeepfake.batching.Batcher` of
+    ``num_batch_threads`` threads and at most ``max_enqueued_batches * max_batch_size`` queued images.
     """
     from PIL import Image
 
     predictor = Predictor(model_dir)
+    explainer = Explainer(predictor)
     limiter = anyio.CapacityLimiter(workers)
+    batcher = Batcher(lambda key, items: predictor.predict(key[0], items), max_batch_size=max_batch_size,
+                      batch_timeout_micros=batch_timeout_micros, num_batch_threads=num_batch_threads,
+                      max_enqueued_items=max_enqueued_batches * max_batch_size) if batching else None
     if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:
         Image.MAX_IMAGE_PIXELS = max_pixels  # our own limit applies; Pillow's must not be lower
     app = FastAPI(title=f"tfdeepfake: {predictor.name}", docs_url=None, redoc_url=None)  # no CDN assets
-    app.state.predictor = predictor
+    app.state.predictor, app.state.batcher, app.state.explainer = predictor, batcher, explainer
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
 
     @app.exception_handler(HTTPException)
@@ -296,31 +417,41 @@ def create_app(
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"error": f"invalid request: {exc.errors()}"}, 400)
 
-    def check_pixels(blobs: list[bytes]) -> None:
-        total = sum(image_pixels(b, max_pixels) for b in blobs)
-        if total > max_pixels:
-            raise ApiError(413, f"images hold {total} pixels together; the limit is {max_pixels}")
+    @app.exception_handler(ClientDisconnect)
+    async def client_disconnect(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        client = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+        length = request.headers.get("content-length")
+        LOG.warning("client %s disconnected before sending the whole request body%s (%s %s)", client,
+                    f" of {length} bytes" if length else "", request.method, request.url.path)
+        return JSONResponse({"error": "client disconnected"}, 400)  # nobody reads it
 
-    def run_predict(body: bytes) -> dict[str, Any]:
-        try:
-            parsed = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-            raise ApiError(400, "request body is not valid JSON") from None
-        signature, batch, rows = parse_predict(parsed, max_batch)
-        if isinstance(batch, list):
-            check_pixels(batch)
-        elif batch.shape[0] * batch.shape[1] * batch.shape[2] > max_pixels:
-            raise ApiError(413, f"images hold more than {max_pixels} pixels together")
+    def parse_body(body: bytes) -> tuple[str, list[bytes] | np.ndarray, bool]:
+        return parse_request(body, max_batch=max_batch, max_pixels=max_pixels)
+
+    def run_predict(body: bytes) -> dict[str, Any]:  # unbatched: parse and run in one worker thread
+        signature, batch, rows = parse_body(body)
         return predictions(predictor.predict(signature, batch), rows)
 
-    def run_upload(data: bytes) -> dict[str, Any]:
-        check_pixels([data])
-        out = predictor.predict("predict_bytes", [data])
-        prob, label = float(out["probability_fake"][0]), int(out["label"][0])
-        return {"verdict": CLASS_NAMES[label], "probability_fake": prob, "label": label,
-                "threshold": predictor.threshold, "model": predictor.name, "version": predictor.version,
-                "members": [{"name": n, "probability_fake": float(p)}
-                            for n, p in zip(predictor.members, out["members"][0].tolist(), strict=True)]}
+    async def infer(signature: str, batch: list[bytes] | np.ndarray) -> dict[str, np.ndarray]:
+        """One model call for this request's images, merged with other requests' when batching."""
+        if batcher is None:
+            return await anyio.to_thread.run_sync(predictor.predict, signature, batch, limiter=limiter)
+        key = (signature,) if isinstance(batch, list) else (signature, batch.shape[1:])
+        try:
+            future = batcher.submit(key, batch)
+        except QueueFull as exc:
+            raise ApiError(429, f"the server is busy: {exc}") from None
+        return await asyncio.wrap_future(future)
+
+    def explain_rows(batch: list[bytes] | np.ndarray, labels: Sequence[int]) -> list[dict[str, Any]]:
+        images = [decode_image(b) for b in batch] if isinstance(batch, list) else list(batch)
+        return [explainer(image, label) for image, label in zip(images, labels, strict=True)]
+
+    async def explain(batch: list[bytes] | np.ndarray, out: dict[str, Any]) -> dict[str, Any]:
+        """``out`` plus each image's ``heatmaps`` and ``overlays`` (PNG b64 per member)."""
+        found = await anyio.to_thread.run_sync(explain_rows, batch, out["label"].tolist(), limiter=limiter)
+        return {**out, "heatmaps": [{n: {"b64": v} for n, v in e["heatmaps"].items()} for e in found],
+                "overlays": [{n: {"b64": v} for n, v in e["overlays"].items()} for e in found]}
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -328,15 +459,20 @@ def create_app(
 
     @app.get("/api/info")
     async def info() -> dict[str, Any]:
-        """The served model: name, version, threshold, members and the request limits."""
+        """The served model: name, version, threshold, members, the request limits and batching."""
         return {"name": predictor.name, "version": predictor.version, "threshold": predictor.threshold,
                 "members": predictor.members, "mode": predictor.info.get("mode"),
                 "weights": predictor.info.get("weights"), "max_body_bytes": max_body_bytes,
-                "max_pixels": max_pixels, "labels": list(CLASS_NAMES)}
+                "max_pixels": max_pixels, "labels": list(CLASS_NAMES), "explain": explainer.available,
+                "batching": None if batcher is None else {
+                    "max_batch_size": max_batch_size, "batch_timeout_micros": batch_timeout_micros,
+                    "num_batch_threads": num_batch_threads, "max_enqueued_batches": max_enqueued_batches,
+                    "batch_sizes": dict(sorted(batcher.batch_sizes.items()))}}
 
     @app.post("/api/upload")
-    async def upload(request: Request) -> dict[str, Any]:
-        """Score one uploaded image (multipart field ``file``): verdict, P(fake), members' scores."""
+    async def upload(request: Request, explain: bool = False) -> dict[str, Any]:
+        """Score one uploaded image (multipart field ``file``): verdict, P(fake), members' scores, and
+        with ``?explain=1`` each member's Grad-CAM overlay (PNG b64)."""
         form = await request.form(max_files=1, max_fields=4)
         file = form.get("file")
         if not isinstance(file, UploadFile):
@@ -344,11 +480,22 @@ def create_app(
         data = await file.read()
         if not data:
             raise ApiError(400, "the uploaded file is empty")
-        return await anyio.to_thread.run_sync(run_upload, data, limiter=limiter)
+        await anyio.to_thread.run_sync(check_total_pixels, [data], max_pixels, limiter=limiter)
+        out = await infer("predict_bytes", [data])
+        prob, label = float(out["probability_fake"][0]), int(out["label"][0])
+        members = [{"name": n, "probability_fake": float(p)}
+                   for n, p in zip(predictor.members, out["members"][0].tolist(), strict=True)]
+        if explain:
+            found = await anyio.to_thread.run_sync(explain_rows, [data], [label], limiter=limiter)
+            for member in members:
+                member["overlay"] = found[0]["overlays"].get(member["name"])
+        return {"verdict": CLASS_NAMES[label], "probability_fake": prob, "label": label,
+                "threshold": predictor.threshold, "model": predictor.name, "version": predictor.version,
+                "members": members}
 
     @app.api_route("/v1/models/{path:path}", methods=["GET", "POST"])
     async def tf_serving(path: str, request: Request) -> Any:
-        """TensorFlow Serving's REST API for this one model."""
+        """TensorFlow Serving's REST API for this one model (plus ``:explain``)."""
         m = _MODEL_PATH.fullmatch(path)
         if m is None:
             raise ApiError(404, f"no such endpoint: /v1/models/{path}")
@@ -363,13 +510,17 @@ def create_app(
             return predictor.metadata() if m["metadata"] else predictor.status()
         if m["metadata"]:
             raise ApiError(404, f"no such endpoint: /v1/models/{path}")
-        if verb != "predict":
+        if verb not in ("predict", "explain"):
             raise ApiError(400 if verb in ("classify", "regress") else 404,
-                           f"{verb!r} is not supported by this model; use :predict")
+                           f"{verb!r} is not supported by this model; use :predict or :explain")
         if request.method != "POST":
-            raise ApiError(405, "use POST for :predict")
+            raise ApiError(405, f"use POST for :{verb}")
         body = await request.body()
-        return await anyio.to_thread.run_sync(run_predict, body, limiter=limiter)
+        if verb == "predict" and batcher is None:
+            return await anyio.to_thread.run_sync(run_predict, body, limiter=limiter)
+        signature, batch, rows = await anyio.to_thread.run_sync(parse_body, body, limiter=limiter)
+        out = await infer(signature, batch)
+        return predictions(await explain(batch, out) if verb == "explain" else out, rows)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
@@ -409,13 +560,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help="most pixels decoded per request (default: %(default)s)")
     p.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH, help="most images per request")
-    p.add_argument("--workers", type=int, default=4, help="inferences running at once")
+    p.add_argument("--workers", type=int, default=4,
+                   help="threads parsing requests and explaining (with --no-batching: inferences at once)")
+    b = p.add_argument_group("batching (TensorFlow Serving's parameters)")
+    b.add_argument("--no-batching", dest="batching", action="store_false",
+                   help="run each request on its own instead of merging concurrent ones")
+    b.add_argument("--max-batch-size", type=int, default=DEFAULT_MAX_BATCH_SIZE,
+                   help="most images merged into one model call (default: %(default)s)")
+    b.add_argument("--batch-timeout-micros", type=int, default=0,
+                   help="longest wait for a batch to fill, in microseconds (default: %(default)s: run "
+                        "what is queued as soon as the model is free)")
+    b.add_argument("--num-batch-threads", type=int, default=1,
+                   help="model calls running at once (default: %(default)s)")
+    b.add_argument("--max-enqueued-batches", type=int, default=DEFAULT_MAX_ENQUEUED_BATCHES,
+                   help="queue bound, in batches of --max-batch-size images; beyond it requests get 429 "
+                        "(default: %(default)s)")
     p.add_argument("--log-level", default="info")
     args = p.parse_args(argv)
+    for flag in ("max_batch_size", "num_batch_threads", "max_enqueued_batches"):
+        if getattr(args, flag) < 1:
+            p.error(f"--{flag.replace('_', '-')} must be >= 1; got {getattr(args, flag)}")
+    if args.batch_timeout_micros < 0:
+        p.error(f"--batch-timeout-micros must be >= 0; got {args.batch_timeout_micros}")
     set_inference_env()  # this process never changes weights
     try:
         app = create_app(args.model_dir, max_body_bytes=args.max_body_bytes, max_pixels=args.max_pixels,
-                         max_batch=args.max_batch, workers=args.workers)
+                         max_batch=args.max_batch, workers=args.workers, batching=args.batching,
+                         max_batch_size=args.max_batch_size, batch_timeout_micros=args.batch_timeout_micros,
+                         num_batch_threads=args.num_batch_threads,
+                         max_enqueued_batches=args.max_enqueued_batches)
     except (ValueError, FileNotFoundError) as exc:
         p.exit(2, f"error: {exc}\n")
     import uvicorn
