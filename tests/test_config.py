@@ -31,3 +31,38 @@ def test_validation_names_the_field(field, value):
 def test_unknown_field_rejected():
     with pytest.raises(ValueError, match="bogus"):
         TrainConfig.from_dict({"bogus": 1})
+
+
+def test_image_size_below_every_models_minimum_rejected():
+    from tfdeepfake.models.common import MIN_IMAGE_SIZE
+
+    with pytest.raises(ValueError, match="image_size"):
+        TrainConfig(image_size=MIN_IMAGE_SIZE - 1).validate()
+    assert TrainConfig(image_size=MIN_IMAGE_SIZE).validate().image_size == MIN_IMAGE_SIZE
+
+
+def test_model_options_checked_against_the_builders_declared_options():
+    assert TrainConfig(model="vit", model_options={"size": "small", "patch_size": 8}).validate()
+    with pytest.raises(ValueError, match="'bogus'.*size, patch_size"):
+        TrainConfig(model="vit", model_options={"bogus": 1}).validate()
+    with pytest.raises(ValueError, match="patch_size"):
+        TrainConfig(model="vit", model_options={"patch_size": "eight"}).validate()
+    with pytest.raises(ValueError, match="size"):
+        TrainConfig(model="alexnet", model_options={"size": "small"}).validate()
+    with pytest.raises(ValueError, match="model"):
+        TrainConfig(model="no_such_net").validate()
+    # "all": each key must be declared by some model; each model gets only its own
+    every = TrainConfig(model="all", model_options={"size": "small", "batch_norm": True}).validate()
+    assert every.for_model("vit").model_options == {"size": "small"}
+    assert every.for_model("vgg13").model_options == {"batch_norm": True}
+    assert every.for_model("alexnet").model_options == {}
+    with pytest.raises(ValueError, match="bogus"):
+        TrainConfig(model="all", model_options={"bogus": 1}).validate()
+
+
+def test_old_config_with_vit_size_still_loads(tmp_path):
+    old = {"model": "vit", "vit_size": "small", "lr": 0.01, "versions": {}}
+    (tmp_path / "vit.json").write_text(json.dumps(old))
+    assert TrainConfig.load(tmp_path / "vit.json").model_options == {"size": "small"}
+    (tmp_path / "alexnet.json").write_text(json.dumps({**old, "model": "alexnet"}))
+    assert TrainConfig.load(tmp_path / "alexnet.json").model_options == {}

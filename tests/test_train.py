@@ -80,6 +80,51 @@ def test_bad_flag_value_names_the_field(capsys):
     assert "dropout" in capsys.readouterr().err
 
 
+def test_invalid_config_is_rejected_before_the_run_folder_exists(tiny_dataset, tmp_path, capsys):
+    data = tiny_dataset(6, size=32)
+    for flags, field in ((["--image-size", "16"], "image_size"),
+                         (["--model-option", "size=small"], "size"),
+                         (["--model-option", "nonsense"], "KEY=VALUE")):
+        out = tmp_path / field
+        with pytest.raises(SystemExit) as exc:
+            train.main(["--model", "alexnet", "--data", str(data), "--out", str(out), *flags])
+        assert exc.value.code == 2 and field in capsys.readouterr().err
+        assert not out.exists()
+
+
+def test_model_option_flags_reach_the_config():
+    config = train.parse_config(["--model", "vit", "--model-option", "patch_size=4",
+                                 "--model-option", "encoder_dropout=0.2", "--vit-size", "small"])
+    assert config.model_options == {"patch_size": 4, "encoder_dropout": 0.2, "size": "small"}
+    assert train.parse_config(["--model", "alexnet", "--vit-size", "small"]).model_options == {}
+
+
+def test_a_newly_registered_model_and_its_option_train_without_other_edits(
+        tiny_dataset, tmp_path, monkeypatch):
+    # One new builder plus its registration: its keyword-only option is a --model-option at once.
+    import keras
+
+    from tfdeepfake.models import common, registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+    @registry.register_model("tinynet")
+    def build_tinynet(image_size: int = 224, *, l2: float = 1e-4, dropout: float = 0.5,
+                      width: int = 4) -> keras.Model:
+        image_size, l2, dropout = common.validate_common(image_size, l2, dropout)
+        inputs = common.image_input()
+        x = keras.layers.Conv2D(width, 3, strides=4, name="features")(common.preprocess(inputs, image_size))
+        return keras.Model(inputs, common.pooled_head(x, l2, dropout), name="tinynet")
+
+    out = tmp_path / "run"
+    assert train.main(["--model", "tinynet", "--model-option", "width=3", "--data", str(tiny_dataset(6)),
+                       "--image-size", "32", "--epochs", "1", "--batch-size", "8", "--no-augment",
+                       "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["model_options"] == {"width": 3}
+    model = keras.saving.load_model(out / "model.keras", compile=False)
+    assert model.get_layer("features").filters == 3
+
+
 def test_no_balance_uses_class_weights(tiny_dataset, tmp_path, capsys):
     data = tiny_dataset(6, n_fake=18, size=32)
     out = tmp_path / "run"

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tfdeepfake import models
+from tfdeepfake.hardware import AUTO, PRECISIONS, resolve_precision, versions
+from tfdeepfake.hardware import cpu_name as cpu_name  # noqa: F401  (re-exported for the benchmarks)
+from tfdeepfake.models.common import MIN_IMAGE_SIZE
+
 OPTIMIZERS = ("sgd", "adam", "adamw")
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 DEMO_IMAGE_SIZE = 64
 DEFAULT_IMAGE_SIZE = 224
 DEMO_EPOCHS = 12
@@ -23,7 +26,9 @@ class TrainConfig:
 
     ``data=None`` means the built-in synthetic demo dataset; ``image_size=None`` means 224 px for real
     data (as the original project) and 64 px for the demo data; ``epochs=None`` means 30 epochs for real
-    data and 12 for the demo data (early stopping may end a run sooner).
+    data and 12 for the demo data (early stopping may end a run sooner). ``model_options`` are the
+    options the model's builder declares (``tfdeepfake.models.model_options``, e.g. ``{"size": "small"}``
+    for ``vit``); with ``model="all"`` each model gets the ones it declares.
     """
 
     model: str = "xception"
@@ -48,15 +53,18 @@ class TrainConfig:
     augment_flip: bool = True
     augment_jpeg: bool = True
     augment_blur: bool = True
-    vit_size: str = "tiny"
+    model_options: dict[str, Any] = field(default_factory=dict)
     time_limit_minutes: float | None = None
 
     def validate(self) -> TrainConfig:
         """Raise ``ValueError`` naming the first field that is out of range."""
         checks = [
             (self.optimizer in OPTIMIZERS, "optimizer", f"one of {OPTIMIZERS}"),
-            (self.precision in (*PRECISIONS, "auto"), "precision", f"'auto' or one of {PRECISIONS}"),
-            (self.image_size is None or self.image_size >= 16, "image_size", ">= 16"),
+            (self.model in (*models.registered_names(), "all"), "model",
+             f"'all' or one of {models.registered_names()}"),
+            (self.precision in (*PRECISIONS, AUTO), "precision", f"'{AUTO}' or one of {PRECISIONS}"),
+            (self.image_size is None or self.image_size >= MIN_IMAGE_SIZE, "image_size",
+             f">= {MIN_IMAGE_SIZE}"),
             (self.batch_size >= 1, "batch_size", ">= 1"),
             (self.epochs is None or self.epochs >= 1, "epochs", ">= 1"),
             (self.lr > 0, "lr", "> 0"),
@@ -71,7 +79,24 @@ class TrainConfig:
         for ok, name, expected in checks:
             if not ok:
                 raise ValueError(f"config field {name!r} must be {expected}, got {getattr(self, name, None)!r}")
+        if self.model != "all":
+            models.check_model_options(self.model, self.model_options)
+        else:
+            unknown = sorted(set(self.model_options) - declared_options("all"))
+            if unknown:
+                raise ValueError(f"config field 'model_options': no model declares {unknown}")
+            for name in self.model_names():
+                models.check_model_options(name, self.for_model(name).model_options)
         return self
+
+    def model_names(self) -> tuple[str, ...]:
+        """The architectures this config trains: every registered one for ``model="all"``."""
+        return models.MODEL_NAMES if self.model == "all" else (self.model,)
+
+    def for_model(self, name: str, **changes: Any) -> TrainConfig:
+        """A copy for model ``name`` (and ``changes``) keeping only the options ``name`` declares."""
+        options = {k: v for k, v in self.model_options.items() if k in declared_options(name)}
+        return dataclasses.replace(self, model=name, model_options=options, **changes)
 
     @property
     def resolved_image_size(self) -> int:
@@ -88,8 +113,6 @@ class TrainConfig:
     @property
     def resolved_precision(self) -> str:
         """The Keras dtype policy: ``"auto"`` is bf16 on CPUs with native bf16 (``tfdeepfake.hardware``)."""
-        from tfdeepfake.hardware import resolve_precision
-
         return resolve_precision(self.precision)
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,7 +129,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Build from a dict, ignoring keys that are not fields (versions, derived values)."""
+        """Build from a dict, ignoring keys that are not fields (versions, derived values).
+
+        An older config's ``vit_size`` becomes ``model_options["size"]`` of a ``vit`` config (other
+        models ignore it, as they did).
+        """
+        values = dict(values)
+        vit_size = values.pop("vit_size", None)
+        if vit_size is not None and values.get("model", cls.model) in ("vit", "all"):
+            values["model_options"] = {"size": vit_size, **(values.get("model_options") or {})}
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - names - {"versions", "image_size_resolved", "epochs_resolved",
                                          "precision_resolved"}
@@ -124,33 +155,7 @@ class TrainConfig:
         return cls.from_dict(values)
 
 
-def versions() -> dict[str, str]:
-    """Versions of the libraries a result depends on."""
-    import keras
-    import numpy
-    import sklearn
-    import tensorflow as tf
-
-    import tfdeepfake
-
-    return {
-        "tfdeepfake": tfdeepfake.__version__,
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "keras_backend": keras.backend.backend(),
-        "numpy": numpy.__version__,
-        "scikit-learn": sklearn.__version__,
-        "platform": platform.platform(),
-        "processor": cpu_name(),
-    }
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+def declared_options(model: str) -> set[str]:
+    """The option names model ``model`` declares (for ``"all"``: declared by any model)."""
+    names = models.MODEL_NAMES if model == "all" else (model,)
+    return {key for name in names for key in models.model_options(name)}

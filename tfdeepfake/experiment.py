@@ -79,7 +79,7 @@ def base_train_config(cfg: ExperimentConfig, model: str) -> Any:
     """The ``TrainConfig`` of one member (``cfg.train_config`` as the base, if given)."""
     from tfdeepfake.config import TrainConfig
 
-    base = TrainConfig.load(cfg.train_config).to_dict() if cfg.train_config else {}
+    base = TrainConfig.load(cfg.train_config).for_model(model).to_dict() if cfg.train_config else {}
     base.update(
         model=model, data=cfg.data, test_data=[], image_size=cfg.image_size, batch_size=cfg.batch_size,
         seed=cfg.seed, out=str(Path(cfg.out) / "runs" / model), resume=False,

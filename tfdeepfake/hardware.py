@@ -1,4 +1,5 @@
-"""What this machine's CPU can do fast, for ``--precision auto``.
+"""The machine: what its CPU can do fast (for ``--precision auto``) and the environment facts a result
+records (:func:`versions`, :func:`cpu_name`).
 
 ``resolve_precision("auto")`` is ``"mixed_bfloat16"`` on CPUs with native bfloat16 arithmetic (x86
 ``avx512_bf16`` or ``amx_bf16``; Arm ``bf16``), where TensorFlow's oneDNN kernels then run convolutions and
@@ -10,10 +11,13 @@ No TensorFlow import: cheap to call from argument parsing.
 from __future__ import annotations
 
 import os
+import platform
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tfdeepfake import __version__
 
 AUTO = "auto"
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -89,3 +93,34 @@ def precision_policy(value: str) -> Iterator[str]:
         yield name
     finally:
         keras.mixed_precision.set_global_policy(previous)
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries a result depends on."""
+    import keras
+    import numpy
+    import sklearn
+    import tensorflow as tf
+
+    return {
+        "tfdeepfake": __version__,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "keras_backend": keras.backend.backend(),
+        "numpy": numpy.__version__,
+        "scikit-learn": sklearn.__version__,
+        "platform": platform.platform(),
+        "processor": cpu_name(),
+    }
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` reports."""
+    try:
+        for line in _CPUINFO.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"

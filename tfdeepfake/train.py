@@ -21,7 +21,10 @@ from typing import Any
 
 import keras
 
-from tfdeepfake.config import OPTIMIZERS, PRECISIONS, TrainConfig
+from tfdeepfake import models
+from tfdeepfake.config import OPTIMIZERS, PRECISIONS, TrainConfig, declared_options
+from tfdeepfake.models.registry import parse_option
+from tfdeepfake.models.vit import VIT_SIZES
 from tfdeepfake.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE
 
 Log = Callable[[str], None]
@@ -59,11 +62,6 @@ def compile_model(model: Any, config: TrainConfig) -> Any:
         jit_compile=config.jit_compile,
     )
     return model
-
-
-def model_kwargs(config: TrainConfig) -> dict[str, Any]:
-    """Family-specific ``build_model`` arguments of a config (the ViT's size)."""
-    return {"size": config.vit_size} if config.model == "vit" else {}
 
 
 class EpochLine(keras.callbacks.Callback):
@@ -126,7 +124,7 @@ def train(config: TrainConfig, log: Log = _log) -> Path:
     """
     from tfdeepfake.hardware import precision_policy
 
-    config.validate()
+    config.validate()  # before anything is written: a bad config leaves no run folder behind
     with precision_policy(config.precision):
         return _train(config, log)
 
@@ -136,15 +134,6 @@ def _train(config: TrainConfig, log: Log) -> Path:
     from tfdeepfake import demo
     from tfdeepfake.models import build_model
     from tfdeepfake.runs import load_model
-
-    out = Path(config.out) if config.out else default_run_dir(config.model)
-    out.mkdir(parents=True, exist_ok=True)
-    config.out = str(out)
-    config.save(out / CONFIG_FILE)
-
-    keras.utils.set_random_seed(config.seed)
-    precision = keras.mixed_precision.global_policy().name
-    image_size = config.resolved_image_size
 
     if config.data is None:
         root = demo.demo_dataset()
@@ -156,10 +145,19 @@ def _train(config: TrainConfig, log: Log) -> Path:
         root, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
         seed=config.seed, balance=config.balance,
     )
-    index.write_manifest(out / "split.csv")
     log(index.summary())
     if "val" not in index.counts():
         raise ValueError(f"{root}: no validation images (early stopping needs a validation split)")
+
+    out = Path(config.out) if config.out else default_run_dir(config.model)  # the data is usable
+    out.mkdir(parents=True, exist_ok=True)
+    config.out = str(out)
+    config.save(out / CONFIG_FILE)
+    index.write_manifest(out / "split.csv")
+
+    keras.utils.set_random_seed(config.seed)
+    precision = keras.mixed_precision.global_policy().name
+    image_size = config.resolved_image_size
 
     augment = data_mod.AugmentConfig(
         flip=config.augment_flip, jpeg=config.augment_jpeg, blur=config.augment_blur
@@ -169,7 +167,7 @@ def _train(config: TrainConfig, log: Log) -> Path:
     val_ds = data_mod.dataset_for(index, "val", training=False, **common)
 
     model = build_model(
-        config.model, image_size, l2=config.l2, dropout=config.dropout, **model_kwargs(config)
+        config.model, image_size, l2=config.l2, dropout=config.dropout, **config.model_options
     )
     compile_model(model, config)
     log(f"model {config.model}: {model.count_params():,} parameters, image size {image_size}, "
@@ -272,14 +270,12 @@ def finish_run(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tfdeepfake.models import MODEL_NAMES
-
     d = TrainConfig()
     p = argparse.ArgumentParser(
         prog="python -m tfdeepfake.train",
         description="Train a deepfake image detector from scratch (real = 0, fake = 1).",
     )
-    p.add_argument("--model", default=d.model, choices=[*MODEL_NAMES, "all"],
+    p.add_argument("--model", default=d.model, choices=[*models.registered_names(), "all"],
                    help="architecture, or 'all' to train each in turn and compare (default: %(default)s)")
     p.add_argument("--data", default=None,
                    help="folder with real/ and fake/ (split 80/10/10 with --seed) or with train/val/test "
@@ -314,7 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no random JPEG re-compression")
     p.add_argument("--no-blur", dest="augment_blur", action="store_false")
     p.add_argument("--no-augment", action="store_true", help="switch all augmentation off")
-    p.add_argument("--vit-size", choices=("tiny", "small", "base"), default=d.vit_size)
+    p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option the model's builder declares (repeatable; VALUE read as JSON, else "
+                        "text), e.g. size=small or patch_size=8 for vit, batch_norm=true for vgg13")
+    p.add_argument("--vit-size", choices=tuple(VIT_SIZES), default=None,
+                   help="same as --model-option size=SIZE for --model vit (default: tiny)")
     p.add_argument("--time-limit-minutes", type=float, default=None,
                    help="stop before an epoch that would end past this wall-clock budget")
     p.add_argument("--config", metavar="FILE",
@@ -324,9 +324,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    values = {k: v for k, v in vars(args).items() if k not in ("no_augment", "config")}
+    values = {k: v for k, v in vars(args).items()
+              if k not in ("no_augment", "config", "model_option", "vit_size")}
     if args.no_augment:
         values.update(augment_flip=False, augment_jpeg=False, augment_blur=False)
+    file_options = values.get("model_options") or {}  # from --config FILE: those the model declares
+    options = {k: v for k, v in file_options.items() if k in declared_options(args.model)}
+    options.update(parse_option(text) for text in args.model_option)
+    if args.vit_size is not None and args.model in ("vit", "all"):
+        options["size"] = args.vit_size
+    values["model_options"] = options
     return TrainConfig(**values).validate()
 
 
@@ -365,13 +372,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if config.model != "all":
             train(config)
             return 0
-        from tfdeepfake.models import MODEL_NAMES
         from tfdeepfake.report import comparison_table
 
         parent = Path(config.out) if config.out else default_run_dir("all")
         runs = []
-        for name in MODEL_NAMES:
-            one = TrainConfig(**{**config.to_dict(), "model": name, "out": str(parent / name)})
+        for name in config.model_names():
+            one = config.for_model(name, out=str(parent / name))
             runs.append(train(one))
         table = comparison_table(runs)
         (parent / "comparison.md").write_text(table)

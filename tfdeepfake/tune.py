@@ -54,7 +54,7 @@ def _hypermodel_class() -> Any:
 
         def build(self, hp: Any) -> Any:
             from tfdeepfake.models import build_model
-            from tfdeepfake.train import compile_model, model_kwargs
+            from tfdeepfake.train import compile_model
 
             hp.Float("lr", *LR_RANGE, sampling="log")
             hp.Float("l2", *L2_RANGE, sampling="log")
@@ -63,7 +63,7 @@ def _hypermodel_class() -> Any:
             hp.Choice("batch_size", list(self.batch_sizes))
             config = self.config_for(hp)
             model = build_model(config.model, config.resolved_image_size, l2=config.l2,
-                                dropout=config.dropout, **model_kwargs(config))
+                                dropout=config.dropout, **config.model_options)
             return compile_model(model, config)
 
         def datasets(self, batch_size: int) -> tuple[Any, Any]:

@@ -1,4 +1,4 @@
-"""Pieces shared by every model family: registry, argument checks, input/preprocessing, blocks, head.
+"""Pieces shared by every model family: argument checks, input/preprocessing, blocks, head.
 
 Every builder follows the contract in ``docs/DESIGN.md``: raw RGB images (0-255, any size, any numeric
 dtype) go in, a ``Resizing`` + ImageNet ``Normalization`` prefix brings them to ``image_size``, and the model
@@ -8,13 +8,18 @@ ends in one float32 logit named ``"logit"``. The last spatial feature map is a l
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import keras
 from keras import layers, ops
 
-ModelBuilder = Callable[..., keras.Model]
+# The registry lives in its own module; re-exported here for the family modules.
+from tfdeepfake.models.registry import (  # noqa: F401
+    ModelBuilder,
+    get_builder,
+    register_model,
+    registered_names,
+)
 
 MIN_IMAGE_SIZE = 32
 """Smallest ``image_size`` any family accepts (every family still has a >= 1x1 map at its last stage)."""
@@ -26,36 +31,6 @@ BN_MOMENTUM = 0.9
 """Keras momentum equal to PyTorch's BatchNorm ``momentum=0.1`` (faster-moving statistics than Keras' 0.99)."""
 BN_EPSILON = 1e-5
 """PyTorch's BatchNorm epsilon."""
-
-_REGISTRY: dict[str, ModelBuilder] = {}
-
-
-# --------------------------------------------------------------------------------------------- registry
-def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
-    """Decorator registering ``builder(image_size=224, *, l2=1e-4, dropout=0.5, **kwargs)`` as ``name``."""
-
-    def decorator(builder: ModelBuilder) -> ModelBuilder:
-        if name in _REGISTRY:
-            raise ValueError(
-                f"Model {name!r} is already registered (by {_REGISTRY[name].__module__})."
-            )
-        _REGISTRY[name] = builder
-        return builder
-
-    return decorator
-
-
-def registered_names() -> tuple[str, ...]:
-    """Names registered so far, in registration order."""
-    return tuple(_REGISTRY)
-
-
-def get_builder(name: str) -> ModelBuilder:
-    """The builder registered as ``name``; ``ValueError`` listing the valid names otherwise."""
-    if not isinstance(name, str) or name not in _REGISTRY:
-        valid = ", ".join(sorted(_REGISTRY))
-        raise ValueError(f"Unknown model name {name!r}. Valid names: {valid}.")
-    return _REGISTRY[name]
 
 
 # ------------------------------------------------------------------------------------------- validation
