@@ -1,15 +1,18 @@
-"""Latency and throughput of ``python -m tfdeepfake.serve`` on loopback.
+"""Latency and throughput of ``python -m tfdeepfake.serve`` on loopback, batching on and off side by side.
 
-Starts the service in a subprocess on 127.0.0.1 (a free port), then sends ``:predict`` requests holding
-one base64 JPEG each: first one at a time (single-image latency p50/p99), then from ``--concurrency``
-client threads with keep-alive connections (throughput and latency under load). Each phase stops after
-its request count or its time budget, whichever comes first. Prints a table; ``--json`` writes the figures.
+Starts two services on 127.0.0.1 (free ports) serving the same export: one with request batching (the
+default flags, or ``--serve-args``) and one with ``--no-batching`` (each request runs on its own, the service
+as it was before batching). Then, for each client count of ``--clients`` (default 1, 4, 16, 64), sends
+``:predict`` requests holding one base64 JPEG each (cycling through the same ``--images``) from that many
+client threads with keep-alive connections, to the unbatched service and then to the batched one. Each
+phase stops after ``--requests`` requests or ``--max-seconds`` seconds, whichever comes first. Prints a
+table and the batched/unbatched ratios; ``--json`` writes every figure.
 
     python benchmarks/serve_latency.py --model-dir saved_models/NAME --json bench.json
-    python benchmarks/serve_latency.py --members resnet18:224,alexnet:224   # random-weight ensemble
+    python benchmarks/serve_latency.py --members resnet18:64,alexnet:64   # random-weight ensemble
 
 Without ``--model-dir`` a random-weight ensemble of ``--members`` is exported to a temporary folder
-(same compute as a trained one).
+(the same compute as a trained one, but meaningless scores).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import http.client
 import json
 import os
 import platform
+import shlex
 import shutil
 import socket
 import subprocess
@@ -27,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -40,8 +45,9 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 from tfdeepfake.config import cpu_name  # noqa: E402
 from tfdeepfake.export import latest_version, read_export_info  # noqa: E402
 
-SHARED_FAKES = ROOT.parent / "shared" / "data" / "rvf10k" / "test" / "fake"
+SHARED_TEST = ROOT.parent / "shared" / "data" / "rvf10k" / "test"
 HOST = "127.0.0.1"
+MODES = {"unbatched": ["--no-batching"], "batched": []}
 
 
 def free_port() -> int:
@@ -66,32 +72,38 @@ def random_ensemble_export(members: str, root: Path) -> Path:
     return export_model(model, "bench", root=root).parent
 
 
-def load_image(path: str | None) -> tuple[bytes, str]:
-    if path:
-        return Path(path).read_bytes(), path
-    found = sorted(SHARED_FAKES.glob("*.jpg"))[:1]
+def load_images(paths: list[str] | None, count: int) -> tuple[list[bytes], str]:
+    """The images sent (cycled): ``paths``, else the first rvf10k test fakes and reals, else synthetic."""
+    if paths:
+        return [Path(p).read_bytes() for p in paths], ", ".join(paths)
+    found = []
+    for label in ("fake", "real"):
+        found += sorted((SHARED_TEST / label).glob("*.jpg"))[: (count + 1) // 2]
     if found:
-        return found[0].read_bytes(), str(found[0])
+        return [p.read_bytes() for p in found], f"{len(found)} rvf10k test JPEGs (fake and real)"
     import io
 
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(buf, "JPEG")
-    return buf.getvalue(), "synthetic 256x256 JPEG"
+    blobs = []
+    for _ in range(count):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(buf, "JPEG")
+        blobs.append(buf.getvalue())
+    return blobs, f"{count} synthetic 256x256 JPEGs"
 
 
 class Client:
-    """One keep-alive HTTP connection sending the same ``:predict`` body."""
+    """One keep-alive HTTP connection sending ``:predict`` bodies."""
 
-    def __init__(self, port: int, path: str, body: bytes) -> None:
+    def __init__(self, port: int, path: str) -> None:
         self.conn = http.client.HTTPConnection(HOST, port, timeout=120)
-        self.path, self.body = path, body
+        self.path = path
 
-    def request(self) -> float:
+    def request(self, body: bytes) -> float:
         start = time.perf_counter()
-        self.conn.request("POST", self.path, self.body, {"Content-Type": "application/json"})
+        self.conn.request("POST", self.path, body, {"Content-Type": "application/json"})
         response = self.conn.getresponse()
         payload = response.read()
         elapsed = time.perf_counter() - start
@@ -104,6 +116,8 @@ class Client:
 
 
 def summarise(latencies: list[float], wall: float) -> dict[str, Any]:
+    if not latencies:
+        return {"requests": 0, "seconds": round(wall, 2), "throughput_rps": 0.0}
     ms = np.asarray(latencies) * 1000.0
     return {"requests": len(latencies), "seconds": round(wall, 2),
             "throughput_rps": round(len(latencies) / wall, 2) if wall > 0 else None,
@@ -113,16 +127,9 @@ def summarise(latencies: list[float], wall: float) -> dict[str, Any]:
             "mean_ms": round(float(ms.mean()), 1), "max_ms": round(float(ms.max()), 1)}
 
 
-def sequential(client: Client, count: int, budget: float) -> dict[str, Any]:
-    latencies: list[float] = []
-    start = time.perf_counter()
-    while len(latencies) < count and time.perf_counter() - start < budget:
-        latencies.append(client.request())
-    return summarise(latencies, time.perf_counter() - start)
-
-
-def concurrent(port: int, path: str, body: bytes, clients: int, count: int,
-               budget: float) -> dict[str, Any]:
+def run_clients(port: int, path: str, bodies: list[bytes], clients: int, count: int,
+                budget: float) -> dict[str, Any]:
+    """``clients`` threads sending ``bodies`` in turn until ``count`` requests or ``budget`` seconds."""
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
@@ -130,15 +137,16 @@ def concurrent(port: int, path: str, body: bytes, clients: int, count: int,
     start = time.perf_counter()
 
     def worker() -> None:
-        client = Client(port, path, body)
+        client = Client(port, path)
         try:
             while time.perf_counter() - start < budget:
                 with lock:
                     if issued[0] >= count:
                         return
+                    body = bodies[issued[0] % len(bodies)]
                     issued[0] += 1
                 try:
-                    elapsed = client.request()
+                    elapsed = client.request(body)
                 except Exception as exc:  # report, keep the others going
                     with lock:
                         errors.append(str(exc))
@@ -154,7 +162,7 @@ def concurrent(port: int, path: str, body: bytes, clients: int, count: int,
     for t in threads:
         t.join()
     result = summarise(latencies, time.perf_counter() - start)
-    result.update(clients=clients, errors=len(errors))
+    result.update(clients=clients, errors=len(errors), first_error=errors[0] if errors else None)
     return result
 
 
@@ -174,51 +182,81 @@ def wait_ready(port: int, name: str, proc: subprocess.Popen, timeout: float = 30
     raise TimeoutError(f"the service did not answer within {timeout:.0f} s")
 
 
+@contextmanager
+def service(model_dir: Path, extra: list[str]):
+    """A ``python -m tfdeepfake.serve`` subprocess on a free loopback port; yields ``(port, startup_s)``."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
+                                                                      os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tfdeepfake.serve", "--model-dir", str(model_dir), "--host", HOST,
+         "--port", str(port), "--log-level", "warning", *extra], env=env, stdout=subprocess.DEVNULL)
+    try:
+        yield port, wait_ready(port, model_dir.resolve().name, proc)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def ratios(phases: dict[str, dict[int, dict[str, Any]]]) -> dict[str, dict[str, float | None]]:
+    """Per client count: batched/unbatched requests/s and p50 latency."""
+    out = {}
+    for clients, off in phases["unbatched"].items():
+        on = phases["batched"][clients]
+        rps = on["throughput_rps"] / off["throughput_rps"] if off.get("throughput_rps") else None
+        p50 = on["p50_ms"] / off["p50_ms"] if off.get("p50_ms") and on.get("p50_ms") else None
+        out[str(clients)] = {"throughput": None if rps is None else round(rps, 2),
+                             "p50": None if p50 is None else round(p50, 3)}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model-dir", help="saved_models/NAME (default: a random-weight --members export)")
     p.add_argument("--members", default="resnet18:224,alexnet:224",
                    help="arch:size,... of the random ensemble when no --model-dir (default: %(default)s)")
-    p.add_argument("--image", help="image to send (default: the first rvf10k test fake, else synthetic)")
-    p.add_argument("--requests", type=int, default=100, help="sequential requests (default: %(default)s)")
-    p.add_argument("--concurrent-requests", type=int, default=320, help="(default: %(default)s)")
-    p.add_argument("--concurrency", type=int, default=16, help="client threads (default: %(default)s)")
-    p.add_argument("--max-seconds", type=float, default=60.0, help="time budget per phase")
-    p.add_argument("--workers", type=int, default=4, help="the service's --workers")
+    p.add_argument("--images", nargs="+", help="images to send in turn (default: 8 rvf10k test JPEGs)")
+    p.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16, 64],
+                   help="concurrent client counts (default: %(default)s)")
+    p.add_argument("--requests", type=int, default=400, help="requests per phase (default: %(default)s)")
+    p.add_argument("--max-seconds", type=float, default=30.0, help="time budget per phase")
+    p.add_argument("--warmup", type=int, default=5, help="requests before each phase (default: %(default)s)")
+    p.add_argument("--serve-args", default="", help="extra flags for both services, e.g. '--workers 4'")
+    p.add_argument("--batched-args", default="", help="extra flags for the batched service only")
     p.add_argument("--json", help="write the figures to this JSON file")
     args = p.parse_args(argv)
 
     load_before = round(os.getloadavg()[0], 2)  # other work on the machine skews the figures
     tmp = Path(tempfile.mkdtemp(prefix="tfdeepfake-bench-"))
-    proc: subprocess.Popen | None = None
+    phases: dict[str, dict[int, dict[str, Any]]] = {mode: {} for mode in MODES}
+    startup: dict[str, float] = {}
     try:
         model_dir = Path(args.model_dir) if args.model_dir else random_ensemble_export(args.members, tmp)
         name = model_dir.resolve().name
         info = read_export_info(latest_version(model_dir)[1])
-        image, image_name = load_image(args.image)
-        body = json.dumps({"instances": [{"b64": base64.b64encode(image).decode()}]}).encode()
-        port = free_port()
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
-                                                                          os.environ.get("PYTHONPATH")]))}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tfdeepfake.serve", "--model-dir", str(model_dir), "--host", HOST,
-             "--port", str(port), "--workers", str(args.workers), "--log-level", "warning"],
-            env=env, stdout=subprocess.DEVNULL)
-        startup = wait_ready(port, name, proc)
+        images, image_names = load_images(args.images, 8)
+        bodies = [json.dumps({"instances": [{"b64": base64.b64encode(b).decode()}]}).encode()
+                  for b in images]
         path = f"/v1/models/{name}:predict"
-        client = Client(port, path, body)
-        for _ in range(3):  # warm-up
-            client.request()
-        seq = sequential(client, args.requests, args.max_seconds)
-        client.close()
-        conc = concurrent(port, path, body, args.concurrency, args.concurrent_requests, args.max_seconds)
+        common = shlex.split(args.serve_args)
+        flags = {"unbatched": common + MODES["unbatched"],
+                 "batched": common + MODES["batched"] + shlex.split(args.batched_args)}
+        with ExitStack() as stack:
+            ports = {}
+            for mode in MODES:  # both services up at once; only the one being measured is busy
+                ports[mode], startup[mode] = stack.enter_context(service(model_dir, flags[mode]))
+            for clients in args.clients:
+                for mode in MODES:  # side by side: the machine's state is the same for both
+                    run_clients(ports[mode], path, bodies, 1, args.warmup, args.max_seconds)
+                    phases[mode][clients] = run_clients(ports[mode], path, bodies, clients,
+                                                        args.requests, args.max_seconds)
+                    r = phases[mode][clients]
+                    print(f"  {mode:9s} {clients:3d} clients: {r['requests']} requests, "
+                          f"{r['throughput_rps']} req/s, p50 {r.get('p50_ms')} ms", flush=True)
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
         shutil.rmtree(tmp, ignore_errors=True)
 
     import tensorflow as tf
@@ -230,23 +268,34 @@ def main(argv: list[str] | None = None) -> int:
         "versions": {"python": platform.python_version(), "tensorflow": tf.__version__},
         "model": str(model_dir) if args.model_dir else f"random-weight ensemble {args.members}",
         "members": [m["name"] for m in info.get("members", [])],
-        "image": image_name, "image_bytes": len(image), "service_workers": args.workers,
-        "startup_s": round(startup, 1), "sequential": seq, "concurrent": conc,
+        "member_sizes": [m.get("image_size") for m in info.get("members", [])],
+        "images": image_names, "image_bytes": [len(b) for b in images],
+        "service_flags": flags, "startup_s": {k: round(v, 1) for k, v in startup.items()},
+        "requests_per_phase": args.requests, "max_seconds": args.max_seconds,
+        "phases": {mode: {str(c): r for c, r in by.items()} for mode, by in phases.items()},
+        "batched_over_unbatched": ratios(phases),
     }
     print(f"{result['model']} on {result['machine']['cpu']} ({result['machine']['cores']} cores); "
-          f"image {image_name} ({len(image)} bytes); service ready in {startup:.1f} s; 1-min load "
-          f"average {load_before} before, {result['machine']['load_average_1m']['after']} after")
-    print("| phase | clients | requests | seconds | req/s | p50 ms | p90 ms | p99 ms | max ms |")
+          f"{image_names}; 1-min load average {load_before} before, "
+          f"{result['machine']['load_average_1m']['after']} after")
+    print("| clients | service | requests | seconds | req/s | p50 ms | p90 ms | p99 ms | errors |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for label, r, n in (("sequential", seq, 1), ("concurrent", conc, conc["clients"])):
-        print(f"| {label} | {n} | {r['requests']} | {r['seconds']} | {r['throughput_rps']} | "
-              f"{r['p50_ms']} | {r['p90_ms']} | {r['p99_ms']} | {r['max_ms']} |")
-    if conc["errors"]:
-        print(f"{conc['errors']} concurrent request(s) failed")
+    for clients in args.clients:
+        for mode in MODES:
+            r = phases[mode][clients]
+            print(f"| {clients} | {mode} | {r['requests']} | {r['seconds']} | {r['throughput_rps']} | "
+                  f"{r.get('p50_ms')} | {r.get('p90_ms')} | {r.get('p99_ms')} | {r['errors']} |")
+    for clients, ratio in result["batched_over_unbatched"].items():
+        print(f"{clients} client(s): batched/unbatched requests/s {ratio['throughput']}x, "
+              f"p50 {ratio['p50']}x")
+    errors = sum(r["errors"] for by in phases.values() for r in by.values())
+    if errors:
+        print(f"{errors} request(s) failed; first: "
+              f"{next(r['first_error'] for by in phases.values() for r in by.values() if r['errors'])}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
         print(f"written to {args.json}")
-    return 1 if conc["errors"] else 0
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":

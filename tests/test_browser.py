@@ -42,9 +42,9 @@ def browser():
         browser.close()
 
 
-def rest_answer(url: str, path: Path) -> dict:
+def rest_answer(url: str, path: Path, verb: str = "predict") -> dict:
     body = json.dumps({"instances": [{"b64": base64.b64encode(path.read_bytes()).decode()}]}).encode()
-    request = urllib.request.Request(f"{url}/v1/models/{hm.ENSEMBLE_NAME}:predict", data=body,
+    request = urllib.request.Request(f"{url}/v1/models/{hm.ENSEMBLE_NAME}:{verb}", data=body,
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read())["predictions"][0]
@@ -110,6 +110,52 @@ def test_upload_page_reports_a_bad_file(browser, page_url, tmp_path):
         page.set_input_files("#file", str(bad))
         page.wait_for_function("document.body.dataset.state === 'error'", timeout=60_000)
         assert "not a readable image" in page.locator("#error").inner_text()
+        assert page.locator("#result").is_hidden()
+    finally:
+        page.close()
+
+
+def test_upload_page_shows_each_members_gradcam(browser, page_url, fake_images):
+    """With the Grad-CAM box ticked, each member's row shows its overlay: the picture ``:explain`` returns."""
+    page = browser.new_page()
+    try:
+        page.goto(page_url + "/")
+        page.wait_for_function("document.getElementById('model-info').textContent.includes('tiny')")
+        assert page.locator("#explain").is_enabled()
+        page.set_input_files("#file", str(fake_images[0]))  # not ticked: no overlays
+        read_result(page)
+        assert page.locator("#members img.overlay").count() == 0 and page.locator("#overlay-head").is_hidden()
+
+        page.evaluate("document.body.dataset.state = ''")
+        page.check("#explain")
+        page.set_input_files("#file", str(fake_images[0]))
+        result = read_result(page)
+        rest = rest_answer(page_url, fake_images[0], "explain")
+        check_against_rest(result, rest)
+        assert page.locator("#overlay-head").is_visible()
+        rows = page.locator("#members tr")
+        for i, name in enumerate(["resnet18-test", "alexnet-test"]):
+            img = rows.nth(i).locator("img.overlay")
+            assert img.is_visible()
+            assert img.get_attribute("src") == "data:image/png;base64," + rest["overlays"][name]["b64"]
+            size = img.evaluate("(el) => [el.naturalWidth, el.naturalHeight, el.complete]")
+            assert size[2] and size[0] > 0 and size[1] > 0  # the browser decoded the PNG
+            assert name in img.get_attribute("alt")
+    finally:
+        page.close()
+
+
+def test_upload_page_says_why_an_image_does_not_decode(browser, page_url, fake_images, tmp_path):
+    cut = tmp_path / "cut.jpg"
+    data = fake_images[0].read_bytes()
+    cut.write_bytes(data[: len(data) // 2])  # the header reads fine, the pixel data stops halfway
+    page = browser.new_page()
+    try:
+        page.goto(page_url + "/")
+        page.set_input_files("#file", str(cut))
+        page.wait_for_function("document.body.dataset.state === 'error'", timeout=60_000)
+        error = page.locator("#error").inner_text()
+        assert "JPEG image is truncated" in error and "Graph execution" not in error
         assert page.locator("#result").is_hidden()
     finally:
         page.close()

@@ -1,4 +1,5 @@
-// Upload page: send the chosen or dropped image to /api/upload and show the verdict.
+// Upload page: send the chosen or dropped image to /api/upload and show the verdict (and, when asked,
+// each member's Grad-CAM overlay).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -16,6 +17,10 @@ async function loadInfo() {
     const members = info.members.length > 1 ? ` — ensemble of ${info.members.join(", ")}` : "";
     $("model-info").textContent = `Model ${info.name} (version ${info.version})${members}. ` +
       `Images up to ${(info.max_body_bytes / 1e6).toFixed(0)} MB.`;
+    if (!info.explain) {
+      $("explain").disabled = true;
+      $("explain-note").textContent = "(not available: no Keras model saved beside this export)";
+    }
   } catch (err) {
     $("model-info").textContent = "Model information unavailable.";
   }
@@ -38,9 +43,19 @@ function render(result, file) {
     score.textContent = `${(100 * m.probability_fake).toFixed(2)} %`;
     score.dataset.value = String(m.probability_fake);
     row.append(name, score);
+    if (m.overlay) {  // Grad-CAM overlay (PNG, base64) of this member, explaining the verdict
+      const cell = document.createElement("td");
+      const img = document.createElement("img");
+      img.className = "overlay";
+      img.alt = `Grad-CAM of ${m.name}: where it looked for the verdict "${result.verdict}"`;
+      img.src = `data:image/png;base64,${m.overlay}`;
+      cell.append(img);
+      row.append(cell);
+    }
     return row;
   });
   $("members").replaceChildren(...rows);
+  $("overlay-head").hidden = !result.members.some((m) => m.overlay);
   if (previewUrl) URL.revokeObjectURL(previewUrl);
   previewUrl = URL.createObjectURL(file);
   $("preview").src = previewUrl;
@@ -54,7 +69,8 @@ async function classify(file) {
   const form = new FormData();
   form.append("file", file, file.name);
   try {
-    const response = await fetch("api/upload", { method: "POST", body: form });
+    const url = $("explain").checked ? "api/upload?explain=1" : "api/upload";
+    const response = await fetch(url, { method: "POST", body: form });
     const body = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
     if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
     render(body, file);
