@@ -31,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -183,22 +183,32 @@ def wait_ready(port: int, name: str, proc: subprocess.Popen, timeout: float = 30
 
 
 @contextmanager
-def service(model_dir: Path, extra: list[str]):
-    """A ``python -m tfdeepfake.serve`` subprocess on a free loopback port; yields ``(port, startup_s)``."""
-    port = free_port()
+def services(model_dir: Path, flags: dict[str, list[str]]):
+    """One ``python -m tfdeepfake.serve`` subprocess per mode on a free loopback port, started together;
+    yields ``{mode: (port, startup_s)}``."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
                                                                       os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tfdeepfake.serve", "--model-dir", str(model_dir), "--host", HOST,
-         "--port", str(port), "--log-level", "warning", *extra], env=env, stdout=subprocess.DEVNULL)
+    procs: dict[str, tuple[int, subprocess.Popen]] = {}
     try:
-        yield port, wait_ready(port, model_dir.resolve().name, proc)
+        for mode, extra in flags.items():
+            port = free_port()
+            procs[mode] = port, subprocess.Popen(
+                [sys.executable, "-m", "tfdeepfake.serve", "--model-dir", str(model_dir), "--host", HOST,
+                 "--port", str(port), "--log-level", "warning", *extra], env=env, stdout=subprocess.DEVNULL)
+        start = time.perf_counter()
+        ready = {}
+        for mode, (port, proc) in procs.items():
+            wait_ready(port, model_dir.resolve().name, proc)
+            ready[mode] = port, time.perf_counter() - start
+        yield ready
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        for _, proc in procs.values():
+            proc.terminate()
+        for _, proc in procs.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def ratios(phases: dict[str, dict[int, dict[str, Any]]]) -> dict[str, dict[str, float | None]]:
@@ -232,7 +242,6 @@ def main(argv: list[str] | None = None) -> int:
     load_before = round(os.getloadavg()[0], 2)  # other work on the machine skews the figures
     tmp = Path(tempfile.mkdtemp(prefix="tfdeepfake-bench-"))
     phases: dict[str, dict[int, dict[str, Any]]] = {mode: {} for mode in MODES}
-    startup: dict[str, float] = {}
     try:
         model_dir = Path(args.model_dir) if args.model_dir else random_ensemble_export(args.members, tmp)
         name = model_dir.resolve().name
@@ -244,10 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         common = shlex.split(args.serve_args)
         flags = {"unbatched": common + MODES["unbatched"],
                  "batched": common + MODES["batched"] + shlex.split(args.batched_args)}
-        with ExitStack() as stack:
-            ports = {}
-            for mode in MODES:  # both services up at once; only the one being measured is busy
-                ports[mode], startup[mode] = stack.enter_context(service(model_dir, flags[mode]))
+        with services(model_dir, flags) as ready:  # both up at once; only the one measured is busy
+            ports = {mode: port for mode, (port, _) in ready.items()}
+            startup = {mode: seconds for mode, (_, seconds) in ready.items()}
             for clients in args.clients:
                 for mode in MODES:  # side by side: the machine's state is the same for both
                     run_clients(ports[mode], path, bodies, 1, args.warmup, args.max_seconds)
