@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from tfdeepfake.config import cpu_name  # noqa: E402
+from tfdeepfake.hardware import cpu_name  # noqa: E402
 from tfdeepfake.export import latest_version, read_export_info  # noqa: E402
 
 SHARED_TEST = ROOT.parent / "shared" / "data" / "rvf10k" / "test"
