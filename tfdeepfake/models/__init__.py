@@ -18,6 +18,7 @@ from typing import Any
 
 import keras
 
+from tfdeepfake.models.common import input_options
 from tfdeepfake.models.layers import ClassToken, ClassTokenSelect, PositionEmbedding
 from tfdeepfake.models.registry import (
     check_model_options,
@@ -26,6 +27,13 @@ from tfdeepfake.models.registry import (
     register_model,
     registered_names,
 )
+from tfdeepfake.models.representations import (
+    REPRESENTATIONS,
+    HaarWavelet,
+    HighPassResidual,
+    model_representation,
+)
+from tfdeepfake.models.tta import FlipBatch, FlipMean, has_tta_flip
 
 FAMILIES: tuple[str, ...] = ("alexnet", "vgg", "resnet", "densenet", "xception", "vit")
 """Modules of ``tfdeepfake.models`` whose import registers their builders, in the order of the original
@@ -44,28 +52,45 @@ def build_model(
     *,
     l2: float = 1e-4,
     dropout: float = 0.5,
+    representation: str = "rgb",
+    tta_flip: bool = False,
     **kwargs: Any,
 ) -> keras.Model:
     """Build architecture ``name`` (see :data:`MODEL_NAMES`) for ``image_size`` x ``image_size`` inputs.
 
     ``l2`` is the L2 factor on every conv/dense/attention kernel, ``dropout`` the classifier dropout;
     ``kwargs`` are the builder's options (:func:`model_options`, e.g. ``size``/``patch_size`` for
-    ``vit``, ``batch_norm`` for ``vgg13``). Raises ``ValueError`` for an unknown name or invalid
+    ``vit``, ``batch_norm`` for ``vgg13``). ``representation`` (one of :data:`REPRESENTATIONS`) is
+    what the first layer sees after resizing and normalisation, ``tta_flip`` averages the logits of each
+    image and its mirror image at inference; every builder honours both (through
+    ``common.preprocess``/``logit_head``). Raises ``ValueError`` for an unknown name or invalid
     arguments.
     """
-    return get_builder(name)(image_size, l2=l2, dropout=dropout, **kwargs)
+    with input_options(representation, tta_flip):
+        model = get_builder(name)(image_size, l2=l2, dropout=dropout, **kwargs)
+    if model_representation(model) != representation or has_tta_flip(model) != tta_flip:
+        raise ValueError(f"builder of {name!r} ignores representation/tta_flip "
+                         "(it must use common.preprocess and common.logit_head)")
+    return model
 
 
 __all__ = [
     "FAMILIES",
     "MODEL_NAMES",
+    "REPRESENTATIONS",
     "ClassToken",
     "ClassTokenSelect",
+    "FlipBatch",
+    "FlipMean",
+    "HaarWavelet",
+    "HighPassResidual",
     "PositionEmbedding",
     "build_model",
     "check_model_options",
     "get_builder",
+    "has_tta_flip",
     "model_options",
+    "model_representation",
     "register_model",
     "registered_names",
 ]

@@ -8,6 +8,10 @@ ends in one float32 logit named ``"logit"``. The last spatial feature map is a l
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -20,6 +24,8 @@ from tfdeepfake.models.registry import (  # noqa: F401
     register_model,
     registered_names,
 )
+from tfdeepfake.models.representations import check_representation, representation_layer
+from tfdeepfake.models.tta import FlipBatch, FlipMean
 
 MIN_IMAGE_SIZE = 32
 """Smallest ``image_size`` any family accepts (every family still has a >= 1x1 map at its last stage)."""
@@ -116,17 +122,49 @@ def normalize_layer(name: str = "normalize") -> layers.Rescaling:
     )
 
 
+@dataclass(frozen=True)
+class InputOptions:
+    """Options every builder honours through :func:`preprocess` and :func:`logit_head` (set by
+    ``build_model`` with :func:`input_options`): the input representation
+    (:mod:`tfdeepfake.models.representations`) and test-time flip averaging (:mod:`~.tta`)."""
+
+    representation: str = "rgb"
+    tta_flip: bool = False
+
+
+_INPUT_OPTIONS: ContextVar[InputOptions] = ContextVar(
+    "tfdeepfake_input_options", default=InputOptions()  # noqa: B039 - frozen dataclass
+)
+
+
+@contextmanager
+def input_options(representation: str = "rgb", tta_flip: bool = False) -> Iterator[InputOptions]:
+    """Models built inside this context use ``representation`` and ``tta_flip``."""
+    if not isinstance(tta_flip, bool):
+        raise ValueError(f"`tta_flip` must be True or False; got {tta_flip!r}.")
+    options = InputOptions(check_representation(representation), tta_flip)
+    token = _INPUT_OPTIONS.set(options)
+    try:
+        yield options
+    finally:
+        _INPUT_OPTIONS.reset(token)
+
+
 def preprocess(inputs: keras.KerasTensor, image_size: int) -> keras.KerasTensor:
     """Resize (bilinear, skipped when the size already matches) to ``image_size``, then normalise
-    with ImageNet mean/std (:func:`normalize_layer`).
+    with ImageNet mean/std (:func:`normalize_layer`), then the input representation's layer (named
+    ``"representation"``; none for RGB). With flip averaging, a ``FlipBatch`` layer (``"tta_flip"``)
+    comes first.
 
-    Both layers run in float32 even under a mixed-precision policy; the next layer casts to the
+    These layers run in float32 even under a mixed-precision policy; the next layer casts to the
     compute dtype.
     """
-    x = Resize(image_size, image_size, interpolation="bilinear", name="resize", dtype="float32")(
-        inputs
-    )
-    return normalize_layer()(x)
+    options = _INPUT_OPTIONS.get()
+    x = FlipBatch(name="tta_flip")(inputs) if options.tta_flip else inputs
+    x = Resize(image_size, image_size, interpolation="bilinear", name="resize", dtype="float32")(x)
+    x = normalize_layer()(x)
+    extra = representation_layer(options.representation)
+    return x if extra is None else extra(x)
 
 
 # ------------------------------------------------------------------------------------- layer kwargs
@@ -201,10 +239,12 @@ def stem(x: keras.KerasTensor, filters: int, l2: float) -> keras.KerasTensor:
 
 
 def logit_head(x: keras.KerasTensor, l2: float, dropout: float) -> keras.KerasTensor:
-    """``[Dropout] -> Dense(1)`` in float32 named ``"logit"`` (the fake-vs-real logit)."""
+    """``[Dropout] -> Dense(1)`` in float32 named ``"logit"`` (the fake-vs-real logit), followed with
+    flip averaging by the ``FlipMean`` layer ``"tta_mean"``."""
     if dropout > 0:
         x = layers.Dropout(dropout, name="head_dropout")(x)
-    return layers.Dense(1, dtype="float32", name="logit", **dense_kwargs(l2))(x)
+    x = layers.Dense(1, dtype="float32", name="logit", **dense_kwargs(l2))(x)
+    return FlipMean(name="tta_mean")(x) if _INPUT_OPTIONS.get().tta_flip else x
 
 
 def pooled_head(x: keras.KerasTensor, l2: float, dropout: float) -> keras.KerasTensor:
