@@ -12,6 +12,8 @@ from tfdeepfake import models
 from tfdeepfake.hardware import AUTO, PRECISIONS, resolve_precision, versions
 from tfdeepfake.hardware import cpu_name as cpu_name  # noqa: F401  (re-exported for the benchmarks)
 from tfdeepfake.models.common import MIN_IMAGE_SIZE
+from tfdeepfake.models.representations import REPRESENTATIONS
+from tfdeepfake.recipe import LR_SCHEDULES
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 DEMO_IMAGE_SIZE = 64
@@ -55,6 +57,13 @@ class TrainConfig:
     augment_blur: bool = True
     model_options: dict[str, Any] = field(default_factory=dict)
     time_limit_minutes: float | None = None
+    # input representation and recipe (#11; see tfdeepfake.models.representations, tfdeepfake.recipe)
+    input: str = "rgb"
+    lr_schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    ema: float = 0.0  # EMA momentum of the weights; 0 = off
+    tta_flip: bool = False
 
     def validate(self) -> TrainConfig:
         """Raise ``ValueError`` naming the first field that is out of range."""
@@ -75,6 +84,11 @@ class TrainConfig:
             (0 <= self.test_fraction < 1, "test_fraction", "in [0, 1)"),
             (self.val_fraction + self.test_fraction < 1, "val_fraction + test_fraction", "< 1"),
             (self.time_limit_minutes is None or self.time_limit_minutes > 0, "time_limit_minutes", "> 0"),
+            (self.input in REPRESENTATIONS, "input", f"one of {REPRESENTATIONS}"),
+            (self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {LR_SCHEDULES}"),
+            (0 <= self.warmup_epochs < self.resolved_epochs, "warmup_epochs", "in [0, epochs)"),
+            (0 <= self.label_smoothing < 1, "label_smoothing", "in [0, 1)"),
+            (0 <= self.ema < 1, "ema", "in [0, 1) (0 = off)"),
         ]
         for ok, name, expected in checks:
             if not ok:
@@ -88,6 +102,11 @@ class TrainConfig:
             for name in self.model_names():
                 models.check_model_options(name, self.for_model(name).model_options)
         return self
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """``build_model`` arguments besides size, l2 and dropout: the input representation, flip
+        averaging (any model) and the builder's own options."""
+        return {"representation": self.input, "tta_flip": self.tta_flip, **self.model_options}
 
     def model_names(self) -> tuple[str, ...]:
         """The architectures this config trains: every registered one for ``model="all"``."""

@@ -22,7 +22,14 @@ from typing import Any
 import keras
 
 from tfdeepfake import models
-from tfdeepfake.config import OPTIMIZERS, PRECISIONS, TrainConfig, declared_options
+from tfdeepfake.config import (
+    LR_SCHEDULES,
+    OPTIMIZERS,
+    PRECISIONS,
+    REPRESENTATIONS,
+    TrainConfig,
+    declared_options,
+)
 from tfdeepfake.models.registry import parse_option
 from tfdeepfake.models.vit import VIT_SIZES
 from tfdeepfake.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE
@@ -42,19 +49,27 @@ def default_run_dir(model: str, root: str | Path = "runs") -> Path:
     return Path(root) / f"{model}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
-def build_optimizer(config: TrainConfig) -> Any:
+def build_optimizer(config: TrainConfig, steps_per_epoch: int = 1) -> Any:
+    """The configured optimizer, with its learning-rate schedule (``--lr-schedule``, counted in
+    ``steps_per_epoch``) and weight EMA (``--ema``)."""
+    from tfdeepfake.recipe import learning_rate
+
+    lr = learning_rate(config.lr, config.lr_schedule, config.warmup_epochs, config.resolved_epochs,
+                       steps_per_epoch)
+    ema = {"use_ema": True, "ema_momentum": config.ema} if config.ema else {}
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=config.lr, momentum=0.9)
+        return keras.optimizers.SGD(learning_rate=lr, momentum=0.9, **ema)
     if config.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=config.lr)
-    return keras.optimizers.AdamW(learning_rate=config.lr)
+        return keras.optimizers.Adam(learning_rate=lr, **ema)
+    return keras.optimizers.AdamW(learning_rate=lr, **ema)
 
 
-def compile_model(model: Any, config: TrainConfig) -> Any:
-    """BCE on the logit (as the original's BCEWithLogitsLoss); accuracy at P(fake) = 0.5 and ROC AUC."""
+def compile_model(model: Any, config: TrainConfig, steps_per_epoch: int = 1) -> Any:
+    """BCE on the logit (as the original's BCEWithLogitsLoss; ``--label-smoothing``); accuracy at
+    P(fake) = 0.5 and ROC AUC."""
     model.compile(
-        optimizer=build_optimizer(config),
-        loss=keras.losses.BinaryCrossentropy(from_logits=True),
+        optimizer=build_optimizer(config, steps_per_epoch),
+        loss=keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
         metrics=[
             keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy"),
             keras.metrics.AUC(from_logits=True, name="auc"),
@@ -117,6 +132,35 @@ def _best_so_far(history: dict[str, list[float]]) -> float | None:
     return min(losses) if losses else None
 
 
+def fit_callbacks(config: TrainConfig, out: Path, log: Log = _log,
+                  interactive: bool = False) -> list[keras.callbacks.Callback]:
+    """The callbacks of a run, in an order that matters: the backup first (raw weights and EMA in their
+    own places), then with ``--ema`` the swap that puts the EMA weights in the model for validation
+    and at each epoch's end, so early stopping and the checkpoint judge and save the averaged weights."""
+    from tfdeepfake.recipe import ema_callbacks
+
+    history_path = out / "history.csv"
+    best = _best_so_far(read_history(history_path)) if config.resume else None
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(out / "backup")),
+        *(ema_callbacks() if config.ema else []),
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.patience, restore_best_weights=True, verbose=1
+        ),
+        keras.callbacks.ModelCheckpoint(
+            str(out / MODEL_FILE), monitor="val_loss", save_best_only=True,
+            initial_value_threshold=best,
+        ),
+        keras.callbacks.CSVLogger(str(history_path), append=config.resume and history_path.exists()),
+        keras.callbacks.TensorBoard(str(out / "logs"), histogram_freq=0, write_graph=False),
+    ]
+    if config.time_limit_minutes is not None:
+        callbacks.append(TimeLimit(config.time_limit_minutes, log))
+    if not interactive:
+        callbacks.append(EpochLine(log))
+    return callbacks
+
+
 def train(config: TrainConfig, log: Log = _log) -> Path:
     """Train one model as configured; return its run folder.
 
@@ -167,32 +211,15 @@ def _train(config: TrainConfig, log: Log) -> Path:
     val_ds = data_mod.dataset_for(index, "val", training=False, **common)
 
     model = build_model(
-        config.model, image_size, l2=config.l2, dropout=config.dropout, **config.model_options
+        config.model, image_size, l2=config.l2, dropout=config.dropout, **config.model_kwargs()
     )
-    compile_model(model, config)
+    compile_model(model, config, data_mod.steps_per_epoch(len(index.rows("train")), config.batch_size))
     log(f"model {config.model}: {model.count_params():,} parameters, image size {image_size}, "
-        f"optimizer {config.optimizer} lr {config.lr}, l2 {config.l2}, precision {precision}")
+        f"input {config.input}, optimizer {config.optimizer} lr {config.lr} ({config.lr_schedule}), "
+        f"l2 {config.l2}, precision {precision}")
 
-    history_path = out / "history.csv"
-    previous = read_history(history_path) if config.resume else {}
-    best = _best_so_far(previous)
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(out / "backup")),
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.patience, restore_best_weights=True, verbose=1
-        ),
-        keras.callbacks.ModelCheckpoint(
-            str(out / MODEL_FILE), monitor="val_loss", save_best_only=True,
-            initial_value_threshold=best,
-        ),
-        keras.callbacks.CSVLogger(str(history_path), append=config.resume and history_path.exists()),
-        keras.callbacks.TensorBoard(str(out / "logs"), histogram_freq=0, write_graph=False),
-    ]
-    if config.time_limit_minutes is not None:
-        callbacks.append(TimeLimit(config.time_limit_minutes, log))
     interactive = sys.stdout.isatty()
-    if not interactive:
-        callbacks.append(EpochLine(log))
+    callbacks = fit_callbacks(config, out, log, interactive)
     class_weight = None
     if not config.balance:
         train_labels = index.frame.loc[index.frame["split"] == "train", "label"].to_numpy()
@@ -209,7 +236,7 @@ def _train(config: TrainConfig, log: Log) -> Path:
     if not (out / MODEL_FILE).is_file():  # val_loss never improved on a finite value
         model.save(out / MODEL_FILE)
     best_model = load_model(out / MODEL_FILE)
-    history = read_history(history_path)
+    history = read_history(out / "history.csv")
     summary = finish_run(best_model, index, config, history, train_seconds, log)
     log(f"run folder: {out}")
     log(summary)
@@ -317,6 +344,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="same as --model-option size=SIZE for --model vit (default: tiny)")
     p.add_argument("--time-limit-minutes", type=float, default=None,
                    help="stop before an epoch that would end past this wall-clock budget")
+    g = p.add_argument_group("input representation and recipe")
+    g.add_argument("--input", choices=REPRESENTATIONS, default=d.input,
+                   help="what the first layer sees: RGB, or RGB stacked with a high-pass residual or "
+                        "a one-level Haar decomposition, computed inside the model (default: %(default)s)")
+    g.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=d.lr_schedule,
+                   help="constant, cosine decay to 0, or fast.ai's one-cycle (default: %(default)s)")
+    g.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs,
+                   help="learning-rate warm-up (default 0; one-cycle: 25%% of the epochs when 0)")
+    g.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    g.add_argument("--ema", type=float, nargs="?", const=0.99, default=d.ema, metavar="MOMENTUM",
+                   help="keep an exponential moving average of the weights (momentum 0.99 when given "
+                        "alone) and validate, save and score with it")
+    g.add_argument("--tta-flip", action="store_true",
+                   help="score each image as the mean logit of it and its mirror image (inside the "
+                        "model, so evaluate, ensembles, the export and predict all do it)")
     p.add_argument("--config", metavar="FILE",
                    help="a config JSON (a run's config.json, or tfdeepfake.tune's best config) whose "
                         "values become the defaults; flags given on the command line still win")

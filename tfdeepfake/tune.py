@@ -53,6 +53,7 @@ def _hypermodel_class() -> Any:
                 batch_size=hp.get("batch_size"))
 
         def build(self, hp: Any) -> Any:
+            from tfdeepfake import data as data_mod
             from tfdeepfake.models import build_model
             from tfdeepfake.train import compile_model
 
@@ -63,8 +64,9 @@ def _hypermodel_class() -> Any:
             hp.Choice("batch_size", list(self.batch_sizes))
             config = self.config_for(hp)
             model = build_model(config.model, config.resolved_image_size, l2=config.l2,
-                                dropout=config.dropout, **config.model_options)
-            return compile_model(model, config)
+                                dropout=config.dropout, **config.model_kwargs())
+            steps = data_mod.steps_per_epoch(len(self.index.rows("train")), config.batch_size)
+            return compile_model(model, config, steps)
 
         def datasets(self, batch_size: int) -> tuple[Any, Any]:
             from tfdeepfake import data as data_mod
@@ -84,10 +86,12 @@ def _hypermodel_class() -> Any:
             import keras
 
             from tfdeepfake import data as data_mod
+            from tfdeepfake.recipe import ema_callbacks
 
             train_ds, val_ds = self.datasets(hp.get("batch_size"))
-            callbacks = list(kwargs.pop("callbacks", [])) + [keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=self.base.patience, restore_best_weights=True)]
+            callbacks = [*(ema_callbacks() if self.base.ema else []), *kwargs.pop("callbacks", []),
+                         keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.base.patience,
+                                                       restore_best_weights=True)]
             class_weight = None
             if not self.base.balance:
                 rows = self.index.rows("train")

@@ -31,7 +31,8 @@ from typing import Any
 import keras
 from keras import ops
 
-from tfdeepfake.config import REPRESENTATIONS
+REPRESENTATIONS: tuple[str, ...] = ("rgb", "rgb+highpass", "rgb+wavelet")
+"""Valid ``train --input`` values."""
 
 
 def check_representation(name: Any) -> str:

@@ -1,0 +1,164 @@
+"""The training recipe flags of #11: learning-rate schedules, label smoothing, weight EMA (the saved
+model holds the averaged weights) and test-time flip averaging, which evaluate, an ensemble, the export
+and predict all apply identically."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from tfdeepfake import train
+from tfdeepfake.config import TrainConfig
+from tfdeepfake.recipe import ONECYCLE_DIV, ONECYCLE_DIV_FINAL, WarmupSchedule, learning_rate
+
+
+def _lr(schedule, step: int) -> float:
+    return float(keras.ops.convert_to_numpy(schedule(step)))
+
+
+# ---------------------------------------------------------------------------------------- schedules
+def test_cosine_with_warmup():
+    s = learning_rate(0.1, "cosine", warmup_epochs=2, epochs=10, steps_per_epoch=5)  # 50 steps, 10 warm
+    assert isinstance(s, WarmupSchedule) and (s.total_steps, s.warmup_steps) == (50, 10)
+    assert _lr(s, 0) == 0.0
+    assert _lr(s, 5) == pytest.approx(0.05)  # linear warm-up
+    assert _lr(s, 10) == pytest.approx(0.1)  # peak
+    assert _lr(s, 30) == pytest.approx(0.05, rel=1e-5)  # half-way through the cosine
+    assert _lr(s, 50) == pytest.approx(0.0, abs=1e-7) and _lr(s, 80) == pytest.approx(0.0, abs=1e-7)
+    assert learning_rate(0.1, "constant", 0, 10, 5) == 0.1  # no schedule object at all
+    const = learning_rate(0.1, "constant", 1, 10, 5)
+    assert [_lr(const, k) for k in (0, 1, 5, 49)] == pytest.approx([0.0, 0.02, 0.1, 0.1])
+
+
+def test_onecycle_shape_and_serialization():
+    s = learning_rate(0.01, "onecycle", warmup_epochs=0, epochs=4, steps_per_epoch=25)  # 25 % warm-up
+    assert (s.total_steps, s.warmup_steps) == (100, 25)
+    start = 0.01 / ONECYCLE_DIV
+    assert _lr(s, 0) == pytest.approx(start)
+    assert _lr(s, 12.5) == pytest.approx((start + 0.01) / 2, rel=1e-5)  # cosine warm-up midpoint
+    assert _lr(s, 25) == pytest.approx(0.01)
+    assert _lr(s, 100) == pytest.approx(start / ONECYCLE_DIV_FINAL, rel=1e-4)
+    lrs = [_lr(s, k) for k in range(101)]
+    assert np.argmax(lrs) == 25 and all(a >= b for a, b in zip(lrs[25:], lrs[26:], strict=False))
+    again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(s))
+    assert [_lr(again, k) for k in (0, 40, 100)] == [_lr(s, k) for k in (0, 40, 100)]
+    with pytest.raises(ValueError, match="lr schedule"):
+        learning_rate(0.1, "step", 0, 10, 5)
+
+
+def test_optimizer_and_loss_follow_the_config():
+    config = TrainConfig(optimizer="adam", lr=0.002, lr_schedule="cosine", warmup_epochs=1, epochs=3,
+                         label_smoothing=0.1, ema=0.9).validate()
+    model = train.compile_model(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]), config, 7)
+    opt = model.optimizer
+    assert opt.use_ema and opt.ema_momentum == pytest.approx(0.9)
+    assert isinstance(opt.learning_rate, float) is False and opt._learning_rate.total_steps == 21
+    assert model.loss.label_smoothing == pytest.approx(0.1)
+    for bad, field in ((dict(input="hsv"), "input"), (dict(lr_schedule="step"), "lr_schedule"),
+                       (dict(warmup_epochs=5, epochs=5), "warmup_epochs"),
+                       (dict(label_smoothing=1.0), "label_smoothing"), (dict(ema=1.0), "ema")):
+        with pytest.raises(ValueError, match=f"'{field}'"):
+            TrainConfig(**bad).validate()
+
+
+# --------------------------------------------------------------------------------------------- EMA
+def test_saved_model_holds_the_ema_weights(tmp_path):
+    """The checkpoint of the best epoch holds the optimizer's moving averages, not the raw weights."""
+
+    class Record(keras.callbacks.Callback):  # first in the list: sees the raw weights and the EMA
+        def __init__(self) -> None:
+            super().__init__()
+            self.raw, self.ema = [], []
+
+        def on_epoch_end(self, epoch, logs=None):
+            opt = self.model.optimizer
+            self.raw.append([v.numpy().copy() for v in self.model.trainable_variables])
+            self.ema.append([v.numpy().copy() for v in opt._model_variables_moving_average])
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("f4")
+    y = (x[:, :1] + 0.3 * rng.normal(size=(64, 1)) > 0).astype("f4")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="relu"),
+                              keras.layers.Dense(1)])
+    config = TrainConfig(optimizer="sgd", lr=0.2, ema=0.8, epochs=4, patience=10, out=str(tmp_path))
+    train.compile_model(model, config, steps_per_epoch=8)
+    record = Record()
+    history = model.fit(x, y, batch_size=8, epochs=4, validation_data=(x[:32], y[:32]), verbose=0,
+                        callbacks=[record, *train.fit_callbacks(config, tmp_path, log=lambda _: None)])
+    best = int(np.argmin(history.history["val_loss"]))
+    saved = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True).trainable_variables
+    for got, ema, raw in zip(saved, record.ema[best], record.raw[best], strict=True):
+        np.testing.assert_allclose(got.numpy(), ema, rtol=1e-6)
+        assert not np.allclose(ema, raw)  # so the check above tells EMA from raw weights
+
+
+# ------------------------------------------------------------------- CLI + flip averaging everywhere
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(z, np.float64)))
+
+
+def test_recipe_flags_recorded_and_tta_scored_identically_everywhere(tiny_dataset, tmp_path):
+    import tensorflow as tf
+
+    from tfdeepfake.data import index_eval_folder, load_image
+    from tfdeepfake.ensemble import create_ensemble, score_by_member
+    from tfdeepfake.evaluate import evaluate
+    from tfdeepfake.export import export_model
+    from tfdeepfake.metrics import evaluation_report
+    from tfdeepfake.models import build_model, has_tta_flip, model_representation
+    from tfdeepfake.predict import predict
+    from tfdeepfake.runs import load_model
+
+    data = tiny_dataset(8, size=32)
+    run = tmp_path / "run"
+    flags = ["--input", "rgb+highpass", "--tta-flip", "--ema", "--lr-schedule", "onecycle",
+             "--warmup-epochs", "1", "--label-smoothing", "0.1"]
+    assert train.main(["--model", "resnet18", "--data", str(data), "--image-size", "32", "--epochs", "2",
+                       "--batch-size", "8", "--optimizer", "adam", "--lr", "0.001", "--no-augment",
+                       "--out", str(run), *flags]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert (config["input"], config["tta_flip"], config["ema"], config["lr_schedule"],
+            config["warmup_epochs"], config["label_smoothing"]) == ("rgb+highpass", True, 0.99,
+                                                                   "onecycle", 1.0, 0.1)
+    model = load_model(run / "model.keras")
+    assert model_representation(model) == "rgb+highpass" and has_tta_flip(model)
+
+    # the definition: mean logit of the image and its mirror image, by the same weights without TTA
+    plain = build_model("resnet18", 32, representation="rgb+highpass")
+    plain.set_weights(model.get_weights())
+    folder = tiny_dataset(2, size=32, seed=5)  # images at the model's size: no resize anywhere
+    index = index_eval_folder(folder)
+    paths, labels = index.frame["path"].tolist(), index.frame["label"].to_numpy()
+    x = np.stack([load_image(p) for p in paths]).astype("f4")
+    expected = _sigmoid((plain.predict_on_batch(x) + plain.predict_on_batch(x[:, :, ::-1]))[:, 0] / 2)
+    assert not np.allclose(expected, _sigmoid(plain.predict_on_batch(x)[:, 0]), atol=1e-6)
+
+    by_predict = [r.probability_fake for r in predict(run, paths, progress=False).rows]
+    np.testing.assert_allclose(by_predict, expected, atol=1e-6)
+    result = evaluate(run, folder, batch_size=3)
+    report = evaluation_report(labels, expected, result["tuned"]["threshold"])
+    for key in ("roc_auc", "accuracy", "eer", "average_precision"):
+        assert result[key] == pytest.approx(report[key]), key
+
+    version = export_model(run, "tta", root=tmp_path / "saved")
+    served = tf.saved_model.load(str(version)).signatures["serving_default"](
+        images=tf.constant(x.astype("uint8")))
+    np.testing.assert_allclose(served["probability_fake"].numpy(), expected, atol=1e-6)
+
+    ensemble = create_ensemble([run, run], "pair", root=tmp_path)  # mean of two TTA members
+    _, by_keras, _ = score_by_member(load_model(ensemble / "model.keras"),
+                                     lambda _size: [(x, labels)])
+    np.testing.assert_allclose(by_keras, expected, atol=1e-6)
+    by_predict = [r.probability_fake for r in predict(ensemble, paths, progress=False).rows]
+    np.testing.assert_allclose(by_predict, expected, atol=1e-6)
+    version = export_model(ensemble, "pair", root=tmp_path / "saved")
+    served = tf.saved_model.load(str(version)).signatures["predict_bytes"](
+        image_bytes=tf.constant([Path(p).read_bytes() for p in paths]))
+    np.testing.assert_allclose(served["probability_fake"].numpy(), expected, atol=1e-6)
+    assert math.isfinite(json.loads((run / "metrics.json").read_text())["val"]["accuracy"])
