@@ -138,7 +138,7 @@ def test_tta_flip_averages_each_image_and_its_mirror():
 def test_round_trip_keras_and_saved_model(representation, tta_flip, tmp_path):
     import tensorflow as tf
 
-    from tfdeepfake.export import export_model
+    from tfdeepfake.export import export_model, read_export_info
 
     keras.utils.set_random_seed(5)
     model = build_model("resnet18", 32, representation=representation, tta_flip=tta_flip)
@@ -151,6 +151,8 @@ def test_round_trip_keras_and_saved_model(representation, tta_flip, tmp_path):
     np.testing.assert_array_equal(_np(loaded(images, training=False)), _np(model(images, training=False)))
 
     version = export_model(model, "rep", root=tmp_path / "saved")
+    info = read_export_info(version)["members"][0]
+    assert (info["input"], info["tta_flip"]) == (representation, tta_flip)
     signatures = tf.saved_model.load(str(version)).signatures  # the client still sends raw images
     by_pixels = signatures["serving_default"](images=tf.constant(images))["probability_fake"]
     np.testing.assert_allclose(by_pixels.numpy(), expected, atol=1e-6)

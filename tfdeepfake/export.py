@@ -13,7 +13,8 @@ Both return ``probability_fake`` float32 ``[batch]``, ``label`` int64 ``[batch]`
 ``probability_fake >= threshold``) and ``members`` float32 ``[batch, n_members]`` (each member's P(fake)).
 Beside the version folders: ``NAME.keras`` (the Keras model of the newest version) and
 ``models.config`` for ``tensorflow_model_server --model_config_file``. ``VERSION/assets.extra/
-tfdeepfake.json`` records the threshold and the members (TF Serving ignores it).
+tfdeepfake.json`` records the threshold and the members (size, input representation, flip averaging; TF
+Serving ignores it).
 """
 
 from __future__ import annotations
@@ -140,6 +141,7 @@ def export_model(
     import keras
 
     from tfdeepfake.ensemble import split_ensemble
+    from tfdeepfake.models import has_tta_flip, model_representation
     from tfdeepfake.runs import load_model, model_image_size, resolve_model
 
     check_name(name)
@@ -173,7 +175,8 @@ def export_model(
         "name": name, "threshold": threshold, "image_size": model_image_size(model),
         "mode": fuse.mode if fuse is not None else None,
         "weights": fuse.normalised_weights(len(members)) if fuse is not None else [1.0],
-        "members": [{"name": m.name, "image_size": model_image_size(m)} for m in members],
+        "members": [{"name": m.name, "image_size": model_image_size(m), "input": model_representation(m),
+                     "tta_flip": has_tta_flip(m)} for m in members],
         "source": str(source) if source else None, "signatures": list(SIGNATURES),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
