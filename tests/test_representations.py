@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 from PIL import Image
+from test_models import SIZES  # each family's smallest test size, kept in one place
 
 from tfdeepfake.models import (
     MODEL_NAMES,
@@ -21,8 +22,6 @@ from tfdeepfake.models import (
     model_representation,
 )
 from tfdeepfake.models.representations import input_channels, representation_layer
-
-SIZES = {"alexnet": 64, "vgg13": 32, "resnet18": 32, "densenet121": 32, "xception": 32, "vit": 32}
 
 
 def _np(x) -> np.ndarray:
