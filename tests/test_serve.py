@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from tfdeepfake.batching import QueueFull
 from tfdeepfake.serve import EXPLAIN_MAX_SIDE, create_app, serve_in_thread
 
 MAX_BODY = 300_000
@@ -363,6 +364,17 @@ def test_batched_answers_equal_unbatched_ones(slow_batches):
     for (status, body), want in zip(answers, expected[:3], strict=True):
         assert status == 200, body
         assert_rows_match(body["predictions"], want)
+
+
+def test_a_full_queue_gets_429(base, app, monkeypatch):
+    def full(*args, **kwargs):
+        raise QueueFull("64 images are already queued (limit 64); retry later")
+
+    monkeypatch.setattr(app.state.batcher, "submit", full)
+    status, body = predict(base, {"instances": [{"b64": b64(JPEG)}]})
+    assert status == 429 and "busy" in body["error"] and "retry later" in body["error"]
+    status, body = call(base, "POST", "/api/upload", *multipart("file", "face.jpg", JPEG))
+    assert status == 429
 
 
 def test_batching_off_answers_the_same():
