@@ -42,8 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from tfdeepfake.hardware import cpu_name  # noqa: E402
 from tfdeepfake.export import latest_version, read_export_info  # noqa: E402
+from tfdeepfake.hardware import cpu_name  # noqa: E402
 
 SHARED_TEST = ROOT.parent / "shared" / "data" / "rvf10k" / "test"
 HOST = "127.0.0.1"
@@ -127,8 +127,17 @@ def summarise(latencies: list[float], wall: float) -> dict[str, Any]:
             "mean_ms": round(float(ms.mean()), 1), "max_ms": round(float(ms.max()), 1)}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time used so far by process ``pid`` (all its threads; Linux ``/proc``)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def run_clients(port: int, path: str, bodies: list[bytes], clients: int, count: int,
-                budget: float) -> dict[str, Any]:
+                budget: float, pid: int | None = None) -> dict[str, Any]:
     """``clients`` threads sending ``bodies`` in turn until ``count`` requests or ``budget`` seconds."""
     latencies: list[float] = []
     errors: list[str] = []
@@ -156,12 +165,17 @@ def run_clients(port: int, path: str, bodies: list[bytes], clients: int, count: 
         finally:
             client.close()
 
+    cpu_before = cpu_seconds(pid) if pid else float("nan")
     threads = [threading.Thread(target=worker) for _ in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     result = summarise(latencies, time.perf_counter() - start)
+    cpu = (cpu_seconds(pid) - cpu_before) if pid else float("nan")
+    # the service's CPU time per request: its cost, whatever else the machine runs meanwhile
+    result["service_cpu_ms_per_request"] = (round(1000 * cpu / len(latencies), 2)
+                                            if latencies and cpu == cpu else None)
     result.update(clients=clients, errors=len(errors), first_error=errors[0] if errors else None)
     return result
 
@@ -185,7 +199,7 @@ def wait_ready(port: int, name: str, proc: subprocess.Popen, timeout: float = 30
 @contextmanager
 def services(model_dir: Path, flags: dict[str, list[str]]):
     """One ``python -m tfdeepfake.serve`` subprocess per mode on a free loopback port, started together;
-    yields ``{mode: (port, startup_s)}``."""
+    yields ``{mode: (port, startup_s, pid)}``."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
                                                                       os.environ.get("PYTHONPATH")]))}
     procs: dict[str, tuple[int, subprocess.Popen]] = {}
@@ -199,7 +213,7 @@ def services(model_dir: Path, flags: dict[str, list[str]]):
         ready = {}
         for mode, (port, proc) in procs.items():
             wait_ready(port, model_dir.resolve().name, proc)
-            ready[mode] = port, time.perf_counter() - start
+            ready[mode] = port, time.perf_counter() - start, proc.pid
         yield ready
     finally:
         for _, proc in procs.values():
@@ -218,8 +232,11 @@ def ratios(phases: dict[str, dict[int, dict[str, Any]]]) -> dict[str, dict[str, 
         on = phases["batched"][clients]
         rps = on["throughput_rps"] / off["throughput_rps"] if off.get("throughput_rps") else None
         p50 = on["p50_ms"] / off["p50_ms"] if off.get("p50_ms") and on.get("p50_ms") else None
+        cpu = (on["service_cpu_ms_per_request"] / off["service_cpu_ms_per_request"]
+               if on.get("service_cpu_ms_per_request") and off.get("service_cpu_ms_per_request") else None)
         out[str(clients)] = {"throughput": None if rps is None else round(rps, 2),
-                             "p50": None if p50 is None else round(p50, 3)}
+                             "p50": None if p50 is None else round(p50, 3),
+                             "cpu_per_request": None if cpu is None else round(cpu, 3)}
     return out
 
 
@@ -254,16 +271,18 @@ def main(argv: list[str] | None = None) -> int:
         flags = {"unbatched": common + MODES["unbatched"],
                  "batched": common + MODES["batched"] + shlex.split(args.batched_args)}
         with services(model_dir, flags) as ready:  # both up at once; only the one measured is busy
-            ports = {mode: port for mode, (port, _) in ready.items()}
-            startup = {mode: seconds for mode, (_, seconds) in ready.items()}
+            ports = {mode: port for mode, (port, _, _) in ready.items()}
+            startup = {mode: seconds for mode, (_, seconds, _) in ready.items()}
+            pids = {mode: pid for mode, (_, _, pid) in ready.items()}
             for clients in args.clients:
                 for mode in MODES:  # side by side: the machine's state is the same for both
                     run_clients(ports[mode], path, bodies, 1, args.warmup, args.max_seconds)
                     phases[mode][clients] = run_clients(ports[mode], path, bodies, clients,
-                                                        args.requests, args.max_seconds)
+                                                        args.requests, args.max_seconds, pids[mode])
                     r = phases[mode][clients]
                     print(f"  {mode:9s} {clients:3d} clients: {r['requests']} requests, "
-                          f"{r['throughput_rps']} req/s, p50 {r.get('p50_ms')} ms", flush=True)
+                          f"{r['throughput_rps']} req/s, p50 {r.get('p50_ms')} ms, service CPU "
+                          f"{r['service_cpu_ms_per_request']} ms/request", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -286,16 +305,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{result['model']} on {result['machine']['cpu']} ({result['machine']['cores']} cores); "
           f"{image_names}; 1-min load average {load_before} before, "
           f"{result['machine']['load_average_1m']['after']} after")
-    print("| clients | service | requests | seconds | req/s | p50 ms | p90 ms | p99 ms | errors |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| clients | service | requests | seconds | req/s | p50 ms | p90 ms | p99 ms | CPU ms/req | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for clients in args.clients:
         for mode in MODES:
             r = phases[mode][clients]
             print(f"| {clients} | {mode} | {r['requests']} | {r['seconds']} | {r['throughput_rps']} | "
-                  f"{r.get('p50_ms')} | {r.get('p90_ms')} | {r.get('p99_ms')} | {r['errors']} |")
+                  f"{r.get('p50_ms')} | {r.get('p90_ms')} | {r.get('p99_ms')} | "
+                  f"{r['service_cpu_ms_per_request']} | {r['errors']} |")
     for clients, ratio in result["batched_over_unbatched"].items():
         print(f"{clients} client(s): batched/unbatched requests/s {ratio['throughput']}x, "
-              f"p50 {ratio['p50']}x")
+              f"p50 {ratio['p50']}x, service CPU per request {ratio['cpu_per_request']}x")
     errors = sum(r["errors"] for by in phases.values() for r in by.values())
     if errors:
         print(f"{errors} request(s) failed; first: "

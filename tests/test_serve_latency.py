@@ -29,7 +29,8 @@ def test_batched_and_unbatched_side_by_side(tmp_path):
         for clients in ("1", "3"):
             phase = result["phases"][mode][clients]
             assert phase["requests"] == 6 and phase["errors"] == 0 and phase["clients"] == int(clients)
-            assert 0 < phase["p50_ms"] <= phase["p99_ms"]
+            assert 0 < phase["p50_ms"] <= phase["p99_ms"] and phase["service_cpu_ms_per_request"] > 0
+    assert set(result["batched_over_unbatched"]["3"]) == {"throughput", "p50", "cpu_per_request"}
     ratio = result["batched_over_unbatched"]["3"]["throughput"]
     assert ratio == round(result["phases"]["batched"]["3"]["throughput_rps"]
                           / result["phases"]["unbatched"]["3"]["throughput_rps"], 2)
