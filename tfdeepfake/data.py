@@ -75,6 +75,7 @@ _IGNORED_DIRS = {"__macosx"}
 _EXPECTED = ("expected class folders real/ and fake/, or split folders train/ [val/] [test/] "
              "each holding real/ and fake/ (names are case-insensitive)")
 _MIN_IMAGE_SIZE = 8
+_EPOCH_SEED_STRIDE = 2**20  # per-epoch seed = seed * stride + epoch (epochs < 2**20)
 
 
 class DataError(ValueError):
@@ -608,14 +609,20 @@ def make_dataset(
     augment: AugmentConfig | None = None,
     seed: int | None = None,
     cache: bool | str = True,
+    epoch: Any = None,
 ) -> Any:
     """tf.data pipeline yielding ``(images float32 (b, s, s, 3) in 0-255, labels float32 (b, 1))``.
 
     read + decode + bilinear resize (parallel, order kept) -> uint8 -> ``cache`` (True: memory, a
-    str: that cache file) -> [training: seeded shuffle, reshuffled each epoch -> ``augment`` per image
-    (seeded, different each epoch)] -> batch -> float32 -> prefetch. Val/test (``training=False``)
-    are never shuffled or augmented. A file that fails to decode despite validation is dropped with a
-    warning (``ignore_errors``), never crashing the epoch.
+    str: that cache file) -> [training: seeded shuffle -> ``augment`` per image] -> batch -> float32 ->
+    prefetch. Val/test (``training=False``) are never shuffled or augmented. A file that fails to
+    decode despite validation is dropped with a warning (``ignore_errors``), never crashing the epoch.
+
+    Training order and augmentation are a function of ``(seed, epoch)`` only: ``epoch`` is a scalar
+    int64 ``tf.Variable`` that each new iteration (one per Keras epoch) reads as its epoch number and
+    then increments, so successive iterations are successive epochs. A training loop that sets it at
+    the start of each epoch (``train.EpochSeeds``) makes epoch ``e`` identical whether the run went
+    through uninterrupted or was resumed at ``e``. Default: a fresh counter from 0.
     """
     import tensorflow as tf
 
@@ -644,14 +651,25 @@ def make_dataset(
     if cache:
         ds = ds.cache(cache if isinstance(cache, str) else "")
     if training:
-        ds = ds.shuffle(min(len(paths), 20_000), seed=seed, reshuffle_each_iteration=True)
+        counter = tf.Variable(0, dtype=tf.int64, trainable=False) if epoch is None else epoch
+        base_seed = np.random.randint(2**31) if seed is None else int(seed) % 2**31
+        buffer = min(len(paths), 20_000)
+        cached = ds
+
+        def one_epoch(_: Any) -> Any:
+            # counter.assign_add returns the new value: this iteration's epoch is the one before it
+            epoch_seed = base_seed * _EPOCH_SEED_STRIDE + counter.assign_add(1) - 1
+            shuffled = cached.shuffle(buffer, seed=epoch_seed)
+            if augment is None or not augment.active:
+                return shuffled
+            seeds = tf.data.Dataset.random(seed=epoch_seed).batch(2)
+            return tf.data.Dataset.zip((shuffled, seeds))
+
+        ds = tf.data.Dataset.from_tensors(np.int64(0)).flat_map(one_epoch)
         if augment is not None and augment.active:
             cfg = augment
-            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-            ds = tf.data.Dataset.zip((ds, seeds)).map(
-                lambda item, s: (augment_image(item[0], s, cfg), item[1]),
-                num_parallel_calls=autotune, deterministic=True,
-            )
+            ds = ds.map(lambda item, s: (augment_image(item[0], s, cfg), item[1]),
+                        num_parallel_calls=autotune, deterministic=True)
     ds = ds.batch(int(batch_size))
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=autotune)
     ds = ds.ignore_errors(log_warning=True)  # last safety net
@@ -668,6 +686,7 @@ def dataset_for(
     augment: AugmentConfig | None = None,
     seed: int | None = None,
     cache: bool | str = True,
+    epoch: Any = None,
 ) -> Any:
     """:func:`make_dataset` over one split of ``index`` (``seed`` defaults to the index's seed)."""
     rows = index.rows(split)
@@ -677,7 +696,7 @@ def dataset_for(
     return make_dataset(
         rows["path"].tolist(), rows["label"].tolist(), image_size=image_size,
         batch_size=batch_size, training=training, augment=augment,
-        seed=index.seed if seed is None else seed, cache=cache,
+        seed=index.seed if seed is None else seed, cache=cache, epoch=epoch,
     )
 
 

@@ -4,7 +4,11 @@ Each run writes a folder (default ``runs/<model>-<timestamp>``) holding ``model.
 validation loss), ``config.json`` (every flag plus library versions), ``history.csv``, ``split.csv``,
 ``metrics.json`` (validation, test and any ``--test-data`` figures, and the threshold chosen on validation),
 ``report.md`` and PNG plots. ``--resume`` continues a run that was stopped, even by SIGKILL, from its last
-finished epoch.
+finished epoch, on the trajectory the uninterrupted run would have followed: an epoch's shuffle order,
+augmentation and dropout masks depend only on ``(seed, epoch)`` (:class:`EpochSeeds`), the weights and
+optimizer state come from ``backup/`` (kept after the run, so a finished run can be extended with a
+larger ``--epochs``), and early stopping picks up its best value and patience count from
+``history.csv``. ``--resume`` on a finished run refuses unless asked to extend it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,15 @@ from typing import Any
 import keras
 
 from tfdeepfake import models
+from tfdeepfake.cli import (
+    UsageError,
+    add_debug_flag,
+    given_options,
+    input_dir,
+    output_dir,
+    run_cli,
+    usage_error,
+)
 from tfdeepfake.config import (
     LR_SCHEDULES,
     OPTIMIZERS,
@@ -95,6 +108,67 @@ class EpochLine(keras.callbacks.Callback):
         self._log(f"epoch {epoch + 1}: {figures} ({time.perf_counter() - self._start:.1f}s)")
 
 
+SEED_STATE = "seed_generator_state"  # the variable of each Keras SeedGenerator (dropout masks)
+_SEED_STRIDE = 2**20  # a generator's counter at the start of epoch e is e * stride (steps < 2**20)
+
+
+class EpochSeeds(keras.callbacks.Callback):
+    """Make an epoch's randomness a function of ``(seed, epoch)`` alone, so a resumed run repeats it.
+
+    At the start of epoch ``e`` it sets the training pipeline's epoch counter (shuffle order and
+    augmentation, see ``data.make_dataset``) to ``e`` and every dropout seed generator's counter to
+    ``e * 2**20``. Keras' ``BackupAndRestore`` restores weights and optimizer state but not these:
+    without them a run resumed at epoch 3 replays epoch 1's order, augmentation and dropout masks,
+    which the model has already fitted (train accuracy 1.0 instead of the uninterrupted run's 0.6).
+    """
+
+    def __init__(self, epoch: Any = None) -> None:
+        super().__init__()
+        self._epoch = epoch
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        import numpy as np
+
+        if self._epoch is not None:
+            self._epoch.assign(epoch)
+        for variable in self.model.variables:
+            if variable.name == SEED_STATE:
+                seed = int(np.asarray(variable.numpy())[0])
+                variable.assign(np.array([seed, epoch * _SEED_STRIDE], dtype=variable.dtype))
+
+
+def early_stopping_state(values: Sequence[float]) -> tuple[int | None, int]:
+    """Keras ``EarlyStopping`` (mode min, ``min_delta`` 0) after these epochs' monitored values:
+    ``(best epoch or None, epochs since it)``."""
+    best, best_epoch, wait = float("nan"), None, 0
+    for epoch, value in enumerate(values):
+        wait += 1
+        if best_epoch is None or value < best:  # the first epoch always counts; NaN never improves
+            best, best_epoch, wait = value, epoch, 0
+    return best_epoch, wait
+
+
+def stopped_early(values: Sequence[float], patience: int) -> bool:
+    """Whether early stopping with ``patience`` ended training after the last of ``values``."""
+    wait = early_stopping_state(values)[1]  # 0: the last epoch improved, which never stops
+    return len(values) > 1 and wait > 0 and wait >= patience
+
+
+class ResumedEarlyStopping(keras.callbacks.EarlyStopping):
+    """``EarlyStopping`` that continues from the epochs already run (``previous``: their monitored
+    values), as the uninterrupted run's would: same best value, same patience count."""
+
+    def __init__(self, previous: Sequence[float], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._previous = list(previous)
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        super().on_train_begin(logs)
+        best_epoch, wait = early_stopping_state(self._previous)
+        if best_epoch is not None:
+            self.best, self.best_epoch, self.wait = self._previous[best_epoch], best_epoch, wait
+
+
 class TimeLimit(keras.callbacks.Callback):
     """Stop before the epoch that would end past ``minutes`` (judged by the slowest epoch so far)."""
 
@@ -132,26 +206,56 @@ def _best_so_far(history: dict[str, list[float]]) -> float | None:
     return min(losses) if losses else None
 
 
-def fit_callbacks(config: TrainConfig, out: Path, log: Log = _log,
-                  interactive: bool = False) -> list[keras.callbacks.Callback]:
-    """The callbacks of a run, in an order that matters: the backup first (raw weights and EMA in their
-    own places), then with ``--ema`` the swap that puts the EMA weights in the model for validation
-    and at each epoch's end, so early stopping and the checkpoint judge and save the averaged weights."""
+BACKUP_DIR = "backup"  # BackupAndRestore's folder: weights + optimizer state after the last epoch
+HISTORY_FILE = "history.csv"
+
+
+def backup_epoch(run_dir: Path) -> int:
+    """Epochs whose training state ``backup/`` holds (0 when there is none)."""
+    meta = Path(run_dir) / BACKUP_DIR / "training_metadata.json"
+    if not (Path(run_dir) / BACKUP_DIR / "latest.weights.h5").is_file() or not meta.is_file():
+        return 0
+    try:
+        return int(json.loads(meta.read_text())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def truncate_history(path: Path, epochs: int) -> None:
+    """Keep the first ``epochs`` rows of ``history.csv``: rows logged after the last backup belong to
+    epochs a resumed run trains again."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    if len(lines) > epochs + 1:
+        path.write_text("".join(lines[: epochs + 1]) if epochs else "")
+
+
+def fit_callbacks(config: TrainConfig, out: Path, log: Log = _log, interactive: bool = False,
+                  epoch: Any = None) -> list[keras.callbacks.Callback]:
+    """The callbacks of a run, in an order that matters: :class:`EpochSeeds` (``epoch``: the training
+    pipeline's epoch counter); the history row; the backup (kept after the run, so a finished run can
+    be extended), before ``--ema``'s swap so it holds the raw weights and the averages in their own
+    places; then the swap that puts the EMA weights in the model for validation and at each epoch's
+    end, so early stopping and the checkpoint judge and save the averaged weights. On ``--resume``,
+    early stopping and the checkpoint continue from ``history.csv``."""
     from tfdeepfake.recipe import ema_callbacks
 
-    history_path = out / "history.csv"
-    best = _best_so_far(read_history(history_path)) if config.resume else None
+    history_path = out / HISTORY_FILE
+    previous = read_history(history_path) if config.resume else {}
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(out / "backup")),
+        EpochSeeds(epoch),
+        keras.callbacks.CSVLogger(str(history_path), append=config.resume and history_path.exists()),
+        keras.callbacks.BackupAndRestore(str(out / BACKUP_DIR), delete_checkpoint=False),
         *(ema_callbacks() if config.ema else []),
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.patience, restore_best_weights=True, verbose=1
+        # No restore_best_weights: the best epoch's weights are model.keras, loaded after fit.
+        ResumedEarlyStopping(
+            previous.get("val_loss", []), monitor="val_loss", patience=config.patience, verbose=1
         ),
         keras.callbacks.ModelCheckpoint(
             str(out / MODEL_FILE), monitor="val_loss", save_best_only=True,
-            initial_value_threshold=best,
+            initial_value_threshold=_best_so_far(previous),
         ),
-        keras.callbacks.CSVLogger(str(history_path), append=config.resume and history_path.exists()),
         keras.callbacks.TensorBoard(str(out / "logs"), histogram_freq=0, write_graph=False),
     ]
     if config.time_limit_minutes is not None:
@@ -169,11 +273,32 @@ def train(config: TrainConfig, log: Log = _log) -> Path:
     from tfdeepfake.hardware import precision_policy
 
     config.validate()  # before anything is written: a bad config leaves no run folder behind
+    check_paths(config)
     with precision_policy(config.precision):
         return _train(config, log)
 
 
+RUN_MARKERS = (CONFIG_FILE, HISTORY_FILE, MODEL_FILE, BACKUP_DIR)  # what makes a folder a run
+
+
+def check_paths(config: TrainConfig) -> None:
+    """Every folder a run reads or writes, checked before any work (``UsageError`` naming the flag):
+    ``--out`` writable and, unless resuming, not holding a run already; ``--data`` and each
+    ``--test-data`` existing folders."""
+    out = output_dir("--out", config.out)
+    if out is not None and not config.resume:
+        found = [name for name in RUN_MARKERS if (out / name).exists()]
+        if found:
+            raise usage_error("--out", config.out, f"a new run folder (it holds a run: {', '.join(found)}); "
+                              "pass --resume to continue it, or choose another folder")
+    input_dir("--data", config.data)
+    for folder in config.test_data:
+        input_dir("--test-data", folder, optional=False)
+
+
 def _train(config: TrainConfig, log: Log) -> Path:
+    import tensorflow as tf
+
     from tfdeepfake import data as data_mod
     from tfdeepfake import demo
     from tfdeepfake.models import build_model
@@ -207,7 +332,9 @@ def _train(config: TrainConfig, log: Log) -> Path:
         flip=config.augment_flip, jpeg=config.augment_jpeg, blur=config.augment_blur
     )
     common = {"image_size": image_size, "batch_size": config.batch_size, "seed": config.seed}
-    train_ds = data_mod.dataset_for(index, "train", training=True, augment=augment, **common)
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)  # set by EpochSeeds
+    train_ds = data_mod.dataset_for(index, "train", training=True, augment=augment, epoch=epoch,
+                                    **common)
     val_ds = data_mod.dataset_for(index, "val", training=False, **common)
 
     model = build_model(
@@ -218,8 +345,11 @@ def _train(config: TrainConfig, log: Log) -> Path:
         f"input {config.input}, optimizer {config.optimizer} lr {config.lr} ({config.lr_schedule}), "
         f"l2 {config.l2}, precision {precision}")
 
+    if config.resume:  # the backup is the truth: epochs logged after it are trained again
+        truncate_history(out / HISTORY_FILE, backup_epoch(out))
+    previous = read_history(out / HISTORY_FILE) if config.resume else {}
     interactive = sys.stdout.isatty()
-    callbacks = fit_callbacks(config, out, log, interactive)
+    callbacks = fit_callbacks(config, out, log, interactive, epoch)
     class_weight = None
     if not config.balance:
         train_labels = index.frame.loc[index.frame["split"] == "train", "label"].to_numpy()
@@ -227,10 +357,13 @@ def _train(config: TrainConfig, log: Log) -> Path:
         log(f"class weights (no balancing): {class_weight}")
 
     started = time.perf_counter()
-    model.fit(
-        train_ds, validation_data=val_ds, epochs=config.resolved_epochs, callbacks=callbacks,
-        class_weight=class_weight, verbose=1 if interactive else 0, shuffle=False,
-    )
+    if stopped_early(previous.get("val_loss", []), config.patience):
+        log(f"early stopping had already ended this run after epoch {len(previous['val_loss'])}")
+    else:
+        model.fit(
+            train_ds, validation_data=val_ds, epochs=config.resolved_epochs, callbacks=callbacks,
+            class_weight=class_weight, verbose=1 if interactive else 0, shuffle=False,
+        )
     train_seconds = time.perf_counter() - started
 
     if not (out / MODEL_FILE).is_file():  # val_loss never improved on a finite value
@@ -362,12 +495,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE",
                    help="a config JSON (a run's config.json, or tfdeepfake.tune's best config) whose "
                         "values become the defaults; flags given on the command line still win")
-    return p
+    return add_debug_flag(p)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values = {k: v for k, v in vars(args).items()
-              if k not in ("no_augment", "config", "model_option", "vit_size")}
+              if k not in ("no_augment", "config", "model_option", "vit_size", "debug")}
     if args.no_augment:
         values.update(augment_flip=False, augment_jpeg=False, augment_blur=False)
     file_options = values.get("model_options") or {}  # from --config FILE: those the model declares
@@ -379,18 +512,66 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**values).validate()
 
 
-def _resume_config(config: TrainConfig) -> TrainConfig:
-    """Reload the saved config of the run to continue; the run folder must exist."""
-    if config.out is None:
-        candidates = sorted(Path("runs").glob(f"{config.model}-*"), key=lambda p: p.stat().st_mtime)
+# Flags that --resume applies; every other flag would be ignored (the run's saved config wins).
+RESUME_FLAGS = frozenset({"resume", "out", "model", "epochs", "patience", "time_limit_minutes", "debug"})
+
+
+def _run_epochs(run_dir: Path) -> int | None:
+    """Epochs a finished run's ``metrics.json`` covers (None while the run is unfinished): a run is
+    finished when its metrics were written after its last backed-up epoch."""
+    metrics = run_dir / METRICS_FILE
+    if not metrics.is_file():
+        return None
+    try:
+        ran = int(json.loads(metrics.read_text()).get("epochs_run") or 0)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    return ran if ran >= backup_epoch(run_dir) else None
+
+
+def _resume_config(args: argparse.Namespace, given: dict[str, str]) -> TrainConfig:
+    """The saved config of the run to continue, with the flags --resume applies; refuses flags it
+    would ignore and a finished run unless asked to extend it (more ``--epochs``)."""
+    ignored = [flag for dest, flag in given.items() if dest not in RESUME_FLAGS]
+    if ignored:
+        raise UsageError(f"--resume continues a run with its saved settings, so {', '.join(ignored)} "
+                         "would be ignored: drop them (or start a new run with another --out)")
+    out = args.out
+    if out is None:
+        candidates = sorted(Path("runs").glob(f"{args.model}-*"), key=lambda p: p.stat().st_mtime)
         if not candidates:
-            raise ValueError(f"--resume: no run folder runs/{config.model}-* to continue; pass --out RUN")
-        config.out = str(candidates[-1])
-    saved = Path(config.out) / CONFIG_FILE
+            raise UsageError(f"--resume: no run folder runs/{args.model}-* to continue; pass --out RUN")
+        out = str(candidates[-1])
+    run_dir = input_dir("--out", out)
+    saved = run_dir / CONFIG_FILE
     if not saved.is_file():
-        raise ValueError(f"--resume: {saved} not found (is {config.out} a run folder?)")
+        raise usage_error("--out", out, f"a run folder to resume ({CONFIG_FILE} not found)")
     resumed = TrainConfig.load(saved)
-    resumed.resume, resumed.out = True, config.out
+    if "model" in given and args.model != resumed.model:
+        raise usage_error("--model", args.model, f"{resumed.model!r}, the model of the run {out}")
+    resumed.resume, resumed.out = True, str(out)
+    for dest in ("epochs", "patience", "time_limit_minutes"):
+        if dest in given:
+            setattr(resumed, dest, getattr(args, dest))
+    resumed.validate()
+    done = backup_epoch(run_dir)
+    ran = _run_epochs(run_dir)
+    if ran is not None:  # finished: only a longer run makes sense
+        if "epochs" not in given or args.epochs <= ran:
+            raise UsageError(f"--resume: {out} is a finished run ({ran} epochs, metrics written); "
+                             f"nothing to resume. To train it further pass --epochs N with N > {ran}, "
+                             "or start a new run with another --out")
+        if done != ran:
+            raise UsageError(f"--resume --epochs {args.epochs}: {out} kept no training state after its "
+                             f"last epoch ({BACKUP_DIR}/ missing), so it cannot be extended; start a new run")
+        losses = read_history(run_dir / HISTORY_FILE).get("val_loss", [])[:done]
+        if stopped_early(losses, resumed.patience):
+            wait = early_stopping_state(losses)[1]
+            raise UsageError(f"--resume --epochs {args.epochs}: early stopping ended {out} after epoch "
+                             f"{done} (no val_loss improvement for {wait} epochs, patience "
+                             f"{resumed.patience}); pass --patience above {wait} to train it further")
+    elif "epochs" in given and args.epochs < done:
+        raise usage_error("--epochs", args.epochs, f"at least the {done} epochs {out} has already run")
     return resumed
 
 
@@ -398,36 +579,37 @@ def parse_config(argv: Sequence[str] | None, parser: argparse.ArgumentParser | N
     """Flags -> ``TrainConfig``: ``--config FILE`` values become defaults, ``--resume`` reloads the run's."""
     parser = parser or build_parser()
     args = parser.parse_args(argv)
+    if args.resume:
+        return _resume_config(args, given_options(parser, argv))
     if args.config:
         saved = TrainConfig.load(args.config).to_dict()
         saved.update(out=None, resume=False)
         parser.set_defaults(**saved)
         args = parser.parse_args(argv)
-    config = config_from_args(args)
-    return _resume_config(config) if config.resume else config
+    return config_from_args(args)
+
+
+def _main(argv: list[str]) -> int:
+    parser = build_parser()
+    config = parse_config(argv, parser)
+    if config.model != "all":
+        train(config)
+        return 0
+    from tfdeepfake.report import comparison_table
+
+    parent = Path(config.out) if config.out else default_run_dir("all")
+    runs = []
+    for name in config.model_names():
+        one = config.for_model(name, out=str(parent / name))
+        runs.append(train(one))
+    table = comparison_table(runs)
+    (parent / "comparison.md").write_text(table)
+    _log(table)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    try:
-        config = parse_config(argv, parser)
-        if config.model != "all":
-            train(config)
-            return 0
-        from tfdeepfake.report import comparison_table
-
-        parent = Path(config.out) if config.out else default_run_dir("all")
-        runs = []
-        for name in config.model_names():
-            one = config.for_model(name, out=str(parent / name))
-            runs.append(train(one))
-        table = comparison_table(runs)
-        (parent / "comparison.md").write_text(table)
-        _log(table)
-        return 0
-    except (ValueError, FileNotFoundError) as exc:
-        parser.exit(2, f"error: {exc}\n")
-    return 1
+    return run_cli(_main, argv)
 
 
 if __name__ == "__main__":
