@@ -110,4 +110,6 @@ def test_explain_cli_writes_a_figure_with_one_row_per_image(
                  "--tile-height", "100"]) == 0
     figure = read_image(out)
     assert figure.shape == (2 * 126 + 4, 2 * 100 + 4, 3)
-    assert main([str(tmp_path / "missing.keras"), str(paths[0]), "--out", str(out)]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp_path / "missing.keras"), str(paths[0]), "--out", str(out)])
+    assert exc.value.code == 2

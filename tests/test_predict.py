@@ -151,7 +151,9 @@ def test_bad_model_paths_raise(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError):
         load_scorer(tmp_path / "empty")
-    assert main([str(tmp_path / "nope"), str(tmp_path)]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp_path / "nope"), str(tmp_path)])
+    assert exc.value.code == 2
 
 
 # --------------------------------------------------------------------------- folders, bad files
@@ -183,7 +185,7 @@ def test_mixed_folder_reports_bad_files_and_continues(
     assert "0 bytes" in reasons["empty.jpg"]
     assert "unsupported file type .txt" in reasons["notes.txt"]
     assert "not an image" in reasons["fake_image.jpg"]
-    assert "truncated" in reasons["truncated.jpg"]
+    assert "truncated" in reasons["truncated.jpg"] and reasons["truncated.jpg"].startswith("JPEG image")
     assert "not found" in reasons["missing.png"]
     assert all(rows[n]["probability_fake"] == "" for n in reasons)
     data = json.loads(out_json.read_text())
@@ -278,8 +280,9 @@ def test_explain_writes_overlays_for_single_models_and_ensembles(
 
 def test_explain_needs_a_keras_model(models: dict[str, Path], faces_dir: list[Path],
                                      tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main([str(models["bare"]), str(faces_dir[0]), "--explain", str(tmp_path / "x")])
-    assert rc == 2 and "Grad-CAM needs the Keras model" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main([str(models["bare"]), str(faces_dir[0]), "--explain", str(tmp_path / "x")])
+    assert exc.value.code == 2 and "Grad-CAM needs the Keras model" in capsys.readouterr().err
     # a SavedModel with its .keras beside it explains with that file
     scorer = load_scorer(models["saved"])
     assert scorer.keras_path is not None and scorer.keras_path.name == "tiny.keras"

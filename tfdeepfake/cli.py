@@ -35,8 +35,8 @@ def show(value: Any) -> str:
 
 
 def usage_error(name: str, value: Any, expected: str) -> UsageError:
-    """``NAME VALUE: expected EXPECTED`` (``name``: a flag such as ``--csv`` or a config field)."""
-    return UsageError(f"{name} {show(value)}: expected {expected}")
+    """``NAME=VALUE: expected EXPECTED`` (``name``: a flag such as ``--csv`` or a config field)."""
+    return UsageError(f"{name + '=' if name else ''}{show(value)}: expected {expected}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -99,7 +99,7 @@ def _argtype(check: Callable[[str, Any], Any], convert: Callable[[str], Any]) ->
         try:
             return check("", value)
         except UsageError as exc:
-            raise argparse.ArgumentTypeError(str(exc).strip()) from None
+            raise argparse.ArgumentTypeError(str(exc)) from None
     return parse
 
 
@@ -122,6 +122,19 @@ def _path(name: str, value: Any) -> Path:
     return Path(value).expanduser()
 
 
+def _os_errors_named(check: Callable[..., Any]) -> Callable[..., Any]:
+    """A path check whose ``OSError`` (a name too long, a loop of links) becomes a ``UsageError``."""
+    import functools
+
+    @functools.wraps(check)
+    def wrapped(name: str, value: Any, **kwargs: Any) -> Any:
+        try:
+            return check(name, value, **kwargs)
+        except OSError as exc:
+            raise usage_error(name, value, f"a usable path ({exc.strerror or exc})") from None
+    return wrapped
+
+
 def _nearest_existing(path: Path) -> Path:
     path = path.absolute()
     while not path.exists() and path != path.parent:
@@ -142,6 +155,7 @@ def _check_creatable(name: str, value: Any, path: Path) -> None:
         raise usage_error(name, value, f"a writable location ({ancestor}: {exc.strerror or exc})") from None
 
 
+@_os_errors_named
 def output_file(name: str, value: Any, *, optional: bool = True) -> Path | None:
     """A file to write: not a folder, an existing file writable, else creatable (folders made later)."""
     if value is None and optional:
@@ -162,6 +176,7 @@ def output_file(name: str, value: Any, *, optional: bool = True) -> Path | None:
     return path
 
 
+@_os_errors_named
 def output_dir(name: str, value: Any, *, optional: bool = True) -> Path | None:
     """A folder to write into: an existing folder we can write in, or one that can be created."""
     if value is None and optional:
@@ -176,6 +191,7 @@ def output_dir(name: str, value: Any, *, optional: bool = True) -> Path | None:
     return path
 
 
+@_os_errors_named
 def input_dir(name: str, value: Any, *, optional: bool = True) -> Path | None:
     """An existing folder to read."""
     if value is None and optional:
@@ -190,6 +206,7 @@ def input_dir(name: str, value: Any, *, optional: bool = True) -> Path | None:
     return path
 
 
+@_os_errors_named
 def input_path(name: str, value: Any) -> Path:
     """An existing file or folder to read."""
     path = _path(name, value)

@@ -66,33 +66,51 @@ class TrainConfig:
     tta_flip: bool = False
 
     def validate(self) -> TrainConfig:
-        """Raise ``ValueError`` naming the first field that is out of range."""
-        checks = [
-            (self.optimizer in OPTIMIZERS, "optimizer", f"one of {OPTIMIZERS}"),
-            (self.model in (*models.registered_names(), "all"), "model",
-             f"'all' or one of {models.registered_names()}"),
-            (self.precision in (*PRECISIONS, AUTO), "precision", f"'{AUTO}' or one of {PRECISIONS}"),
-            (self.image_size is None or self.image_size >= MIN_IMAGE_SIZE, "image_size",
-             f">= {MIN_IMAGE_SIZE}"),
-            (self.batch_size >= 1, "batch_size", ">= 1"),
-            (self.epochs is None or self.epochs >= 1, "epochs", ">= 1"),
-            (self.lr > 0, "lr", "> 0"),
-            (self.l2 >= 0, "l2", ">= 0"),
-            (0 <= self.dropout < 1, "dropout", "in [0, 1)"),
-            (self.patience >= 0, "patience", ">= 0"),
-            (0 <= self.val_fraction < 1, "val_fraction", "in [0, 1)"),
-            (0 <= self.test_fraction < 1, "test_fraction", "in [0, 1)"),
-            (self.val_fraction + self.test_fraction < 1, "val_fraction + test_fraction", "< 1"),
-            (self.time_limit_minutes is None or self.time_limit_minutes > 0, "time_limit_minutes", "> 0"),
-            (self.input in REPRESENTATIONS, "input", f"one of {REPRESENTATIONS}"),
-            (self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {LR_SCHEDULES}"),
-            (0 <= self.warmup_epochs < self.resolved_epochs, "warmup_epochs", "in [0, epochs)"),
-            (0 <= self.label_smoothing < 1, "label_smoothing", "in [0, 1)"),
-            (0 <= self.ema < 1, "ema", "in [0, 1) (0 = off)"),
-        ]
-        for ok, name, expected in checks:
-            if not ok:
-                raise ValueError(f"config field {name!r} must be {expected}, got {getattr(self, name, None)!r}")
+        """Raise :class:`tfdeepfake.cli.UsageError` (a ``ValueError``) naming the first field of the
+        wrong type or out of range, its value and what is expected; never another exception type."""
+        from tfdeepfake import cli
+
+        def field_(field_name: str) -> str:
+            return f"config field {field_name}"
+
+        number, choice = cli.number, cli.choice
+        choice(field_("model"), self.model, (*models.registered_names(), "all"))
+        choice(field_("optimizer"), self.optimizer, OPTIMIZERS)
+        choice(field_("precision"), self.precision, (AUTO, *PRECISIONS))
+        cli.text(field_("data"), self.data, optional=True)
+        cli.text(field_("out"), self.out, optional=True)
+        if not isinstance(self.test_data, list | tuple):
+            raise cli.usage_error(field_("test_data"), self.test_data, "a list of folders")
+        for folder in self.test_data:
+            cli.text(field_("test_data"), folder)
+        number(field_("image_size"), self.image_size, low=MIN_IMAGE_SIZE, integer=True, optional=True)
+        number(field_("batch_size"), self.batch_size, low=1, integer=True)
+        number(field_("epochs"), self.epochs, low=1, integer=True, optional=True)
+        number(field_("lr"), self.lr, low=0, low_open=True)
+        number(field_("l2"), self.l2, low=0)
+        number(field_("dropout"), self.dropout, low=0, high=1, high_open=True)
+        number(field_("patience"), self.patience, low=0, integer=True)
+        number(field_("seed"), self.seed, low=0, high=2**32 - 1, integer=True)
+        number(field_("val_fraction"), self.val_fraction, low=0, high=1, high_open=True)
+        number(field_("test_fraction"), self.test_fraction, low=0, high=1, high_open=True)
+        total = self.val_fraction + self.test_fraction
+        if total >= 1:
+            raise cli.UsageError(f"config fields val_fraction + test_fraction = {self.val_fraction:g} + "
+                                 f"{self.test_fraction:g} = {total:g}: expected a sum < 1 (some images "
+                                 "must be left for training)")
+        number(field_("time_limit_minutes"), self.time_limit_minutes, low=0, low_open=True, optional=True)
+        choice(field_("input"), self.input, REPRESENTATIONS)
+        choice(field_("lr_schedule"), self.lr_schedule, LR_SCHEDULES)
+        number(field_("warmup_epochs"), self.warmup_epochs, low=0, high=self.resolved_epochs, high_open=True)
+        number(field_("label_smoothing"), self.label_smoothing, low=0, high=1, high_open=True)
+        number(field_("ema"), self.ema, low=0, high=1, high_open=True)
+        for flag in ("jit_compile", "resume", "balance", "augment_flip", "augment_jpeg", "augment_blur",
+                     "tta_flip"):
+            if not isinstance(getattr(self, flag), bool):
+                raise cli.usage_error(field_(flag), getattr(self, flag), "true or false")
+        if not isinstance(self.model_options, dict) or not all(isinstance(k, str) for k in self.model_options):
+            raise cli.usage_error(field_("model_options"), self.model_options,
+                                  "a mapping of option name -> value")
         if self.model != "all":
             models.check_model_options(self.model, self.model_options)
         else:
@@ -153,6 +171,10 @@ class TrainConfig:
         An older config's ``vit_size`` becomes ``model_options["size"]`` of a ``vit`` config (other
         models ignore it, as they did).
         """
+        from tfdeepfake.cli import usage_error
+
+        if not isinstance(values, dict):
+            raise usage_error("config", values, "a JSON object of field -> value")
         values = dict(values)
         vit_size = values.pop("vit_size", None)
         if vit_size is not None and values.get("model", cls.model) in ("vit", "all"):

@@ -26,6 +26,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfdeepfake import cli
 from tfdeepfake.runs import (
     METRICS_FILE,
     MODEL_FILE,
@@ -173,9 +174,14 @@ def parse_weights(text: str | None) -> list[float] | None:
     if not text:
         return None
     try:
-        return [float(w) for w in text.split(",")]
+        weights = [float(w) for w in text.split(",")]
     except ValueError:
-        raise ValueError(f"--weights must be comma-separated numbers; got {text!r}") from None
+        raise cli.usage_error("--weights", text, "comma-separated numbers") from None
+    for w in weights:
+        cli.number("--weights", w, low=0)
+    if not any(weights):
+        raise cli.usage_error("--weights", text, "at least one weight > 0")
+    return weights
 
 
 def shared_validation_split(refs: Sequence[ModelRef]) -> tuple[list[str], list[int]] | None:
@@ -274,7 +280,7 @@ def create_ensemble(
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
         prog="python -m tfdeepfake.ensemble",
         description="Fuse trained detectors into one averaging ensemble (and export it).",
@@ -291,12 +297,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--export", action=argparse.BooleanOptionalAction, default=True,
                    help="also export for TensorFlow Serving to --export-root/NAME/VERSION (default: yes)")
     p.add_argument("--export-root", default="saved_models")
-    args = p.parse_args(argv)
+    args = cli.add_debug_flag(p).parse_args(argv)
+    from tfdeepfake.export import check_name
+
+    # every flag and path checked before a member is loaded
+    for run in args.runs:
+        cli.input_path("RUN", run)
     try:
-        out = create_ensemble(args.runs, args.name, weights=parse_weights(args.weights),
-                              mode=args.mode, root=args.root, val_data=args.val_data)
-    except (ValueError, FileNotFoundError) as exc:
-        p.exit(2, f"error: {exc}\n")
+        check_name(args.name)
+    except ValueError as exc:
+        raise cli.usage_error("--name", args.name, "letters, digits, '.', '_' or '-' (used in paths "
+                              "and URLs)") from exc
+    weights = parse_weights(args.weights)
+    if weights is not None and len(weights) != len(args.runs):
+        raise cli.usage_error("--weights", args.weights, f"{len(args.runs)} weights, one per RUN")
+    cli.input_dir("--val-data", args.val_data)
+    cli.output_dir("--root", args.root, optional=False)
+    if args.export:
+        cli.output_dir("--export-root", args.export_root, optional=False)
+    out = create_ensemble(args.runs, args.name, weights=weights, mode=args.mode, root=args.root,
+                          val_data=args.val_data)
     info = json.loads((out / ENSEMBLE_FILE).read_text())
     members = ", ".join(f"{m['name']} ({m['weight']:.3g})" for m in info["members"])
     print(f"ensemble {args.name} ({args.mode} averaging of {members}; threshold "
@@ -306,6 +326,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(describe_export(export_model(out, args.name, root=args.export_root)))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.run_cli(_main, argv)
 
 
 if __name__ == "__main__":

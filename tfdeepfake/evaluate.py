@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tfdeepfake import cli
 from tfdeepfake.report import metrics_table
 
 
@@ -59,29 +60,37 @@ def format_result(result: dict[str, Any]) -> str:
     return "\n".join(text)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tfdeepfake.evaluate",
                                 description="Evaluate a detector on a real/fake folder.")
     p.add_argument("model", help="run folder or .keras file")
     p.add_argument("--data", required=True, help="folder with real/ and fake/ (or a test split)")
     p.add_argument("--out", help="write the metrics as JSON to this file")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--image-size", type=int, default=None,
+    p.add_argument("--batch-size", type=cli.positive_int, default=32)
+    p.add_argument("--image-size", type=cli.positive_int, default=None,
                    help="pipeline size (default: each model or ensemble member at the size it resizes to)")
-    p.add_argument("--threshold", type=float, default=None,
+    p.add_argument("--threshold", type=cli.threshold, default=None,
                    help="threshold for the 'tuned' figures (default: the run's validation threshold)")
-    args = p.parse_args(argv)
-    try:
-        result = evaluate(args.model, args.data, batch_size=args.batch_size,
-                          image_size=args.image_size, threshold=args.threshold)
-    except (ValueError, FileNotFoundError) as exc:
-        p.exit(2, f"error: {exc}\n")
+    return cli.add_debug_flag(p)
+
+
+def _main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    cli.input_path("MODEL", args.model)  # every path checked before the model is loaded
+    cli.input_dir("--data", args.data)
+    out = cli.output_file("--out", args.out)
+    result = evaluate(args.model, args.data, batch_size=args.batch_size,
+                      image_size=args.image_size, threshold=args.threshold)
     print(format_result(result))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-        print(f"metrics written to {args.out}")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"metrics written to {out}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.run_cli(_main, argv)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from tfdeepfake import cli
 from tfdeepfake.report import FIGURES
 
 Log = Callable[[str], None]
@@ -427,38 +428,46 @@ def build_parser() -> argparse.ArgumentParser:
                    help="another dataset to evaluate on (repeatable)")
     p.add_argument("--models", nargs="+", choices=MODEL_NAMES, default=None,
                    help="architectures to train (default: all six)")
-    p.add_argument("--image-size", type=int, default=d.image_size)
-    p.add_argument("--epochs", type=int, default=None, help="maximum epochs per model")
-    p.add_argument("--budget-minutes", type=float, default=None,
+    p.add_argument("--image-size", type=cli.positive_int, default=d.image_size)
+    p.add_argument("--epochs", type=cli.positive_int, default=None, help="maximum epochs per model")
+    p.add_argument("--budget-minutes", type=cli.positive_float, default=None,
                    help="training time for all models together (split equally; each run stops within its share)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--ensemble-size", type=int, default=d.ensemble_size,
+    p.add_argument("--batch-size", type=cli.positive_int, default=d.batch_size)
+    p.add_argument("--ensemble-size", type=cli.positive_int, default=d.ensemble_size,
                    help="members: the best N by validation ROC AUC (default: %(default)s)")
-    p.add_argument("--robustness-images", type=int, default=d.robustness_images,
+    p.add_argument("--robustness-images", type=cli.non_negative_int, default=d.robustness_images,
                    help="test images in the robustness sweep (0: skip it; default: %(default)s)")
     p.add_argument("--config", dest="train_config", default=None, metavar="FILE",
                    help="TrainConfig JSON (e.g. from tfdeepfake.tune) for optimiser/regularisation")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=cli.non_negative_int, default=d.seed)
     p.add_argument("--out", required=True, help="folder for REPORT.md, plots and runs/")
-    return p
+    return cli.add_debug_flag(p)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    # every folder checked before any training
+    cli.input_dir("--data", args.data)
+    cli.input_dir("--test-data", args.test_data)
+    for folder in args.cross_data:
+        cli.input_dir("--cross-data", folder, optional=False)
+    if args.train_config:
+        cli.input_path("--config", args.train_config)
+    cli.output_dir("--out", args.out, optional=False)
     cfg = ExperimentConfig(
         data=args.data, test_data=args.test_data, cross_data=args.cross_data, models=args.models or [],
         image_size=args.image_size, epochs=args.epochs, budget_minutes=args.budget_minutes,
         batch_size=args.batch_size, ensemble_size=args.ensemble_size,
         robustness_images=args.robustness_images,
         seed=args.seed, train_config=args.train_config, out=args.out)
-    command = "python -m tfdeepfake.experiment " + shlex.join(sys.argv[1:] if argv is None else argv)
-    try:
-        cfg.resolved_models()
-        run_experiment(cfg, command=command)
-    except (ValueError, FileNotFoundError) as exc:
-        parser.exit(2, f"error: {exc}\n")
+    command = "python -m tfdeepfake.experiment " + shlex.join(argv)
+    cfg.resolved_models()
+    run_experiment(cfg, command=command)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.run_cli(_main, argv)
 
 
 if __name__ == "__main__":

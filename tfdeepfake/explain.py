@@ -19,7 +19,6 @@ logit with respect to it, sums, keeps the positive part and upsamples the map to
 
 from __future__ import annotations
 
-import sys
 import weakref
 from collections.abc import Mapping
 from pathlib import Path
@@ -250,14 +249,17 @@ def explain_files(model: str | Path, images: list[str | Path], *, faces: bool = 
     the model's threshold.
     """
     from tfdeepfake import CLASS_NAMES
-    from tfdeepfake.media import read_image
+    from tfdeepfake.media import MediaError, read_image
     from tfdeepfake.predict import load_scorer
 
     scorer = load_scorer(model, threshold=threshold)
     keras_model = scorer.keras_model()
     rows = []
     for path in images:
-        image = read_image(path)
+        try:
+            image = read_image(path)
+        except MediaError as exc:
+            raise MediaError(f"{path}: {exc}") from None
         if faces:
             from tfdeepfake.faces import detect_faces
 
@@ -279,8 +281,10 @@ def explain_files(model: str | Path, images: list[str | Path], *, faces: bool = 
     return np.vstack(rows)[:-4]
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> Any:
     import argparse
+
+    from tfdeepfake import cli
 
     p = argparse.ArgumentParser(prog="python -m tfdeepfake.explain",
                                 description="Grad-CAM figure for a few images (one row per image).")
@@ -289,17 +293,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="PNG to write")
     p.add_argument("--faces", action="store_true", help="explain the largest face (MTCNN, 1.3x box)")
     p.add_argument("--target", choices=TARGETS, default="predicted")
-    p.add_argument("--threshold", type=float, default=None)
-    p.add_argument("--tile-height", type=int, default=256)
-    args = p.parse_args(argv)
-    try:
-        figure = explain_files(args.model, args.images, faces=args.faces, target=args.target,
-                               threshold=args.threshold, tile_height=args.tile_height)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"Grad-CAM figure written to {save_png(args.out, figure)}")
+    p.add_argument("--threshold", type=cli.threshold, default=None)
+    p.add_argument("--tile-height", type=cli.positive_int, default=256)
+    return cli.add_debug_flag(p)
+
+
+def _main(argv: list[str]) -> int:
+    from tfdeepfake import cli
+
+    args = build_parser().parse_args(argv)
+    cli.input_path("MODEL", args.model)  # every path checked before the model is loaded
+    for image in args.images:
+        cli.input_path("IMAGE", image)
+    out = cli.output_file("--out", args.out, optional=False)
+    figure = explain_files(args.model, args.images, faces=args.faces, target=args.target,
+                           threshold=args.threshold, tile_height=args.tile_height)
+    print(f"Grad-CAM figure written to {save_png(out, figure)}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tfdeepfake import cli
+
+    return cli.run_cli(_main, argv)
 
 
 if __name__ == "__main__":

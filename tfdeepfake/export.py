@@ -31,6 +31,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from tfdeepfake import cli
+
 INFO_FILE = Path("assets.extra") / "tfdeepfake.json"
 MODELS_CONFIG = "models.config"
 SIGNATURES = ("serving_default", "predict_bytes")
@@ -218,21 +220,25 @@ def describe_export(version_dir: str | Path) -> str:
     ])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m tfdeepfake.export",
                                 description="Export a detector or ensemble for TensorFlow Serving.")
     p.add_argument("model", help="run folder (also ensemble-NAME/) or .keras file")
     p.add_argument("--name", required=True, help="model name: writes ROOT/NAME/VERSION/")
     p.add_argument("--root", default="saved_models", help="(default: %(default)s)")
-    p.add_argument("--threshold", type=float, default=None,
+    p.add_argument("--threshold", type=cli.threshold, default=None,
                    help="P(fake) at which label = 1 (default: the run's validation threshold, else 0.5)")
-    args = p.parse_args(argv)
-    try:
-        out = export_model(args.model, args.name, root=args.root, threshold=args.threshold)
-    except (ValueError, FileNotFoundError) as exc:
-        p.exit(2, f"error: {exc}\n")
+    args = cli.add_debug_flag(p).parse_args(argv)
+    cli.input_path("MODEL", args.model)  # checked before the model is loaded
+    check_name(args.name)
+    cli.output_dir("--root", args.root, optional=False)
+    out = export_model(args.model, args.name, root=args.root, threshold=args.threshold)
     print(describe_export(out))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.run_cli(_main, argv)
 
 
 if __name__ == "__main__":

@@ -122,6 +122,10 @@ def read_image(path: str | Path) -> np.ndarray:
         if path.suffix.lower() not in IMAGE_EXTENSIONS and reason.startswith("not an image"):
             suffix = path.suffix or "(no extension)"
             reason = f"unsupported file type {suffix}: not an image or a video"
+        else:  # say which format the header names, then why it failed (truncated, corrupt, ...)
+            with path.open("rb") as f:
+                fmt = image_format(f.read(4096))
+            reason = f"{fmt + ' image' if fmt else 'image of unknown format'}: {reason}"
         raise MediaError(reason) from None
     except Exception as exc:  # noqa: BLE001 - a decoder failure on one file must not stop a run
         raise MediaError(f"cannot decode image ({type(exc).__name__}: {exc})") from None

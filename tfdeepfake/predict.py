@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -33,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from tfdeepfake import CLASS_NAMES
+from tfdeepfake import CLASS_NAMES, cli
 from tfdeepfake.hardware import set_inference_env
 from tfdeepfake.media import DEFAULT_FRAMES, MediaError, expand_paths, is_video, read_image
 from tfdeepfake.media import read_video_frames as _read_video_frames
@@ -506,22 +505,7 @@ def predict(model: str | Path | Scorer, paths: Iterable[str | Path], *, faces: b
 
 
 # ----------------------------------------------------------------------------------------------- CLI
-def _threshold(value: str) -> float:
-    t = float(value)
-    if not 0.0 <= t <= 1.0 or math.isnan(t):
-        raise argparse.ArgumentTypeError(f"threshold must be in [0, 1], got {value}")
-    return t
-
-
-def _positive(value: str) -> int:
-    n = int(value)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return n
-
-
-def main(argv: Sequence[str] | None = None, *, scorer_factory: Callable[..., Scorer] = load_scorer
-         ) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m tfdeepfake.predict",
         description="Detect deepfakes in images, folders and videos.")
@@ -533,38 +517,50 @@ def main(argv: Sequence[str] | None = None, *, scorer_factory: Callable[..., Sco
     p.add_argument("--json", help="write the rows to this JSON file")
     p.add_argument("--faces", action="store_true",
                    help="detect faces (MTCNN), enlarge each box 1.3x and score each face")
-    p.add_argument("--frames", type=_positive, default=DEFAULT_FRAMES,
+    p.add_argument("--frames", type=cli.positive_int, default=DEFAULT_FRAMES,
                    help=f"frames sampled evenly from each video (default {DEFAULT_FRAMES})")
     p.add_argument("--explain", metavar="DIR", help="write Grad-CAM overlays (PNG) to DIR")
-    p.add_argument("--threshold", type=_threshold, default=None,
+    p.add_argument("--threshold", type=cli.threshold, default=None,
                    help="P(fake) at or above which an item is fake (default: the run's validation "
                         "threshold, a SavedModel's own label, else 0.5)")
-    p.add_argument("--batch-size", type=_positive, default=32)
+    p.add_argument("--batch-size", type=cli.positive_int, default=32)
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
-    args = p.parse_args(argv)
+    return cli.add_debug_flag(p)
+
+
+def _main(argv: list[str], scorer_factory: Callable[..., Scorer]) -> int:
+    args = build_parser().parse_args(argv)
+    # every output checked before the model is loaded or anything scored
+    cli.input_path("MODEL", args.model)
+    csv_path, json_path = cli.output_file("--csv", args.csv), cli.output_file("--json", args.json)
+    if csv_path is not None and csv_path == json_path:
+        raise cli.usage_error("--json", args.json, "a different file from --csv")
+    explain_dir = cli.output_dir("--explain", args.explain)
     set_inference_env()  # this process never changes weights
-    try:
-        scorer = scorer_factory(args.model, threshold=args.threshold, batch_size=args.batch_size)
-        predictor = Predictor(scorer, faces=args.faces, frames=args.frames,
-                              explain_dir=args.explain, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    scorer = scorer_factory(args.model, threshold=args.threshold, batch_size=args.batch_size)
+    predictor = Predictor(scorer, faces=args.faces, frames=args.frames,
+                          explain_dir=explain_dir, progress=not args.no_progress)
     result = predictor.run(args.paths)
     print(result.table())
     threshold = "the model's own label" if scorer.threshold is None else f"{scorer.threshold:.4f}"
     print(f"\n{len(result.rows)} row(s), {result.n_read} input(s) read; model {scorer.name} "
           f"({scorer.kind}), threshold {threshold}")
-    if args.csv:
-        print(f"CSV written to {result.write_csv(args.csv)}")
-    if args.json:
-        print(f"JSON written to {result.write_json(args.json)}")
-    if args.explain:
-        print(f"Grad-CAM overlays in {args.explain}")
+    if csv_path is not None:
+        print(f"CSV written to {result.write_csv(csv_path)}")
+    if json_path is not None:
+        print(f"JSON written to {result.write_json(json_path)}")
+    if explain_dir is not None:
+        print(f"Grad-CAM overlays in {explain_dir}")
     if result.n_read == 0:
         print("error: no input could be read", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: Sequence[str] | None = None, *, scorer_factory: Callable[..., Scorer] = load_scorer
+         ) -> int:
+    """Exit code 0, 1 when no input could be read; a user error exits 2 (``tfdeepfake.cli``)."""
+    return cli.run_cli(lambda args: _main(args, scorer_factory), argv)
 
 
 if __name__ == "__main__":

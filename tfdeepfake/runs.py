@@ -62,13 +62,31 @@ def read_threshold(run_dir: Path | None) -> float | None:
 
 
 def load_model(path: str | Path) -> Any:
-    """Load a ``.keras`` file with ``safe_mode=True`` (our custom layers are registered)."""
+    """Load a ``.keras`` file with ``safe_mode=True`` (our custom layers are registered).
+
+    A file that is missing raises ``FileNotFoundError``; one that is not a Keras model (not a zip
+    archive, truncated, or without the model's config/weights) raises ``ValueError`` saying so,
+    where Keras would say "File not found" or raise a ``KeyError``.
+    """
+    import zipfile
+
     import keras
 
     import tfdeepfake.ensemble  # noqa: F401  (registers the ensemble's FuseLogits layer)
     import tfdeepfake.models  # noqa: F401  (registers the models' custom layers)
 
-    return keras.saving.load_model(Path(path), safe_mode=True, compile=False)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such model file: {path}")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not a Keras model file (a .keras file is a zip archive; this one is "
+                         f"not, or is truncated or corrupt)")
+    try:
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    except (ValueError, KeyError, OSError, TypeError, zipfile.BadZipFile) as exc:
+        detail = " ".join(str(exc).split())[:300]
+        raise ValueError(f"{path}: corrupt or not a Keras model file ({type(exc).__name__}: "
+                         f"{detail})") from None
 
 
 def model_image_size(model: Any, default: int = 224) -> int:

@@ -550,47 +550,43 @@ def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterato
         sock.close()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _main(argv: list[str]) -> int:
+    from tfdeepfake import cli
+
     p = argparse.ArgumentParser(prog="python -m tfdeepfake.serve",
                                 description="Serve an exported detector (TF Serving REST API + upload page).")
     p.add_argument("--model-dir", required=True, help="saved_models/NAME (its newest version is served)")
     p.add_argument("--host", default="127.0.0.1", help="(default: %(default)s; 0.0.0.0 to listen on all)")
-    p.add_argument("--port", type=int, default=8501, help="(default: %(default)s, as TF Serving's REST)")
-    p.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+    p.add_argument("--port", type=cli.port, default=8501, help="(default: %(default)s, as TF Serving's REST)")
+    p.add_argument("--max-body-bytes", type=cli.positive_int, default=DEFAULT_MAX_BODY_BYTES)
+    p.add_argument("--max-pixels", type=cli.positive_int, default=DEFAULT_MAX_PIXELS,
                    help="most pixels decoded per request (default: %(default)s)")
-    p.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH, help="most images per request")
-    p.add_argument("--workers", type=int, default=4,
+    p.add_argument("--max-batch", type=cli.positive_int, default=DEFAULT_MAX_BATCH, help="most images per request")
+    p.add_argument("--workers", type=cli.positive_int, default=4,
                    help="threads parsing requests and explaining (with --no-batching: inferences at once)")
     b = p.add_argument_group("batching (TensorFlow Serving's parameters)")
     b.add_argument("--no-batching", dest="batching", action="store_false",
                    help="run each request on its own instead of merging concurrent ones")
-    b.add_argument("--max-batch-size", type=int, default=DEFAULT_MAX_BATCH_SIZE,
+    b.add_argument("--max-batch-size", type=cli.positive_int, default=DEFAULT_MAX_BATCH_SIZE,
                    help="most images merged into one model call (default: %(default)s)")
-    b.add_argument("--batch-timeout-micros", type=int, default=0,
+    b.add_argument("--batch-timeout-micros", type=cli.non_negative_int, default=0,
                    help="longest wait for a batch to fill, in microseconds (default: %(default)s: run "
                         "what is queued as soon as the model is free)")
-    b.add_argument("--num-batch-threads", type=int, default=1,
+    b.add_argument("--num-batch-threads", type=cli.positive_int, default=1,
                    help="model calls running at once (default: %(default)s)")
-    b.add_argument("--max-enqueued-batches", type=int, default=DEFAULT_MAX_ENQUEUED_BATCHES,
+    b.add_argument("--max-enqueued-batches", type=cli.positive_int, default=DEFAULT_MAX_ENQUEUED_BATCHES,
                    help="queue bound, in batches of --max-batch-size images; beyond it requests get 429 "
                         "(default: %(default)s)")
-    p.add_argument("--log-level", default="info")
-    args = p.parse_args(argv)
-    for flag in ("max_batch_size", "num_batch_threads", "max_enqueued_batches"):
-        if getattr(args, flag) < 1:
-            p.error(f"--{flag.replace('_', '-')} must be >= 1; got {getattr(args, flag)}")
-    if args.batch_timeout_micros < 0:
-        p.error(f"--batch-timeout-micros must be >= 0; got {args.batch_timeout_micros}")
+    p.add_argument("--log-level", default="info",
+                   choices=("critical", "error", "warning", "info", "debug", "trace"))
+    args = cli.add_debug_flag(p).parse_args(argv)
+    cli.input_dir("--model-dir", args.model_dir, optional=False)  # before the model is loaded
     set_inference_env()  # this process never changes weights
-    try:
-        app = create_app(args.model_dir, max_body_bytes=args.max_body_bytes, max_pixels=args.max_pixels,
-                         max_batch=args.max_batch, workers=args.workers, batching=args.batching,
-                         max_batch_size=args.max_batch_size, batch_timeout_micros=args.batch_timeout_micros,
-                         num_batch_threads=args.num_batch_threads,
-                         max_enqueued_batches=args.max_enqueued_batches)
-    except (ValueError, FileNotFoundError) as exc:
-        p.exit(2, f"error: {exc}\n")
+    app = create_app(args.model_dir, max_body_bytes=args.max_body_bytes, max_pixels=args.max_pixels,
+                     max_batch=args.max_batch, workers=args.workers, batching=args.batching,
+                     max_batch_size=args.max_batch_size, batch_timeout_micros=args.batch_timeout_micros,
+                     num_batch_threads=args.num_batch_threads,
+                     max_enqueued_batches=args.max_enqueued_batches)
     import uvicorn
 
     print(f"serving {app.state.predictor.name} version {app.state.predictor.version} on "
@@ -598,6 +594,12 @@ def main(argv: Sequence[str] | None = None) -> int:
           flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from tfdeepfake import cli
+
+    return cli.run_cli(_main, argv)
 
 
 if __name__ == "__main__":

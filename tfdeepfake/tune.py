@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tfdeepfake import cli
 from tfdeepfake.config import OPTIMIZERS, TrainConfig
 
 ALGORITHMS = ("random", "hyperband")
@@ -196,38 +197,42 @@ def build_parser() -> argparse.ArgumentParser:
                     "write the best as a TrainConfig JSON for `train --config FILE`.")
     p.add_argument("--model", required=True, choices=MODEL_NAMES)
     p.add_argument("--data", default=None, help="training folder (default: the SYNTHETIC demo data)")
-    p.add_argument("--max-trials", type=int, default=10, help="trials of the random search")
+    p.add_argument("--max-trials", type=cli.positive_int, default=10, help="trials of the random search")
     p.add_argument("--algorithm", choices=ALGORITHMS, default="random",
                    help="random search (--max-trials) or Hyperband (trials set by --epochs; "
                         "default: %(default)s)")
     p.add_argument("--objective", choices=sorted(OBJECTIVES), default="val_loss")
-    p.add_argument("--epochs", type=int, default=None, help="maximum epochs per trial")
-    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--epochs", type=cli.positive_int, default=None, help="maximum epochs per trial")
+    p.add_argument("--image-size", type=cli.positive_int, default=None)
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
-    p.add_argument("--patience", type=int, default=d.patience)
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=list(BATCH_SIZES))
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--patience", type=cli.non_negative_int, default=d.patience)
+    p.add_argument("--batch-sizes", type=cli.positive_int, nargs="+", default=list(BATCH_SIZES))
+    p.add_argument("--seed", type=cli.non_negative_int, default=d.seed)
     p.add_argument("--config", default=None, metavar="FILE",
                    help="start from this TrainConfig JSON (its other settings are kept)")
     p.add_argument("--out", default=None, help="folder for best_config.json (default runs/tune-MODEL)")
-    return p
+    return cli.add_debug_flag(p)
+
+
+def _main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    cli.input_dir("--data", args.data)  # every path checked before the search starts
+    cli.output_dir("--out", args.out)
+    if args.config:
+        cli.input_path("--config", args.config)
+    base = load_train_config(args.config).to_dict() if args.config else {}
+    base.update(model=args.model, optimizer=args.optimizer, patience=args.patience, seed=args.seed)
+    for key in ("data", "epochs", "image_size"):
+        if getattr(args, key) is not None:
+            base[key] = getattr(args, key)
+    path = tune(TrainConfig.from_dict(base), algorithm=args.algorithm, max_trials=args.max_trials,
+                objective=args.objective, out=args.out, batch_sizes=args.batch_sizes)
+    print(json.dumps(json.loads(path.read_text()), indent=2))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        base = load_train_config(args.config).to_dict() if args.config else {}
-        base.update(model=args.model, optimizer=args.optimizer, patience=args.patience, seed=args.seed)
-        for key in ("data", "epochs", "image_size"):
-            if getattr(args, key) is not None:
-                base[key] = getattr(args, key)
-        path = tune(TrainConfig.from_dict(base), algorithm=args.algorithm, max_trials=args.max_trials,
-                    objective=args.objective, out=args.out, batch_sizes=args.batch_sizes)
-    except (ValueError, FileNotFoundError) as exc:
-        parser.exit(2, f"error: {exc}\n")
-    print(json.dumps(json.loads(path.read_text()), indent=2))
-    return 0
+    return cli.run_cli(_main, argv)
 
 
 if __name__ == "__main__":
