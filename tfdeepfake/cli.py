@@ -35,8 +35,8 @@ def show(value: Any) -> str:
 
 
 def usage_error(name: str, value: Any, expected: str) -> UsageError:
-    """``NAME=VALUE: expected EXPECTED`` (``name``: a flag such as ``--csv`` or a config field)."""
-    return UsageError(f"{name + '=' if name else ''}{show(value)}: expected {expected}")
+    """``NAME: got VALUE, expected EXPECTED`` (``name``: a flag such as ``--csv`` or a config field)."""
+    return UsageError(f"{name + ': ' if name else ''}got {show(value)}, expected {expected}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -119,7 +119,10 @@ def _path(name: str, value: Any) -> Path:
         value = str(value)
     if not isinstance(value, str) or not value.strip() or "\x00" in value:
         raise usage_error(name, value, "a path")
-    return Path(value).expanduser()
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:  # "~user" of a user that does not exist
+        raise usage_error(name, value, "a path (its ~user is unknown)") from None
 
 
 def _os_errors_named(check: Callable[..., Any]) -> Callable[..., Any]:

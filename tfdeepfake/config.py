@@ -71,7 +71,7 @@ class TrainConfig:
         from tfdeepfake import cli
 
         def field_(field_name: str) -> str:
-            return f"config field {field_name}"
+            return f"config field {field_name!r}"
 
         number, choice = cli.number, cli.choice
         choice(field_("model"), self.model, (*models.registered_names(), "all"))
@@ -95,8 +95,8 @@ class TrainConfig:
         number(field_("test_fraction"), self.test_fraction, low=0, high=1, high_open=True)
         total = self.val_fraction + self.test_fraction
         if total >= 1:
-            raise cli.UsageError(f"config fields val_fraction + test_fraction = {self.val_fraction:g} + "
-                                 f"{self.test_fraction:g} = {total:g}: expected a sum < 1 (some images "
+            raise cli.UsageError(f"config fields 'val_fraction' + 'test_fraction': got {self.val_fraction:g} + "
+                                 f"{self.test_fraction:g} = {total:g}, expected a sum < 1 (some images "
                                  "must be left for training)")
         number(field_("time_limit_minutes"), self.time_limit_minutes, low=0, low_open=True, optional=True)
         choice(field_("input"), self.input, REPRESENTATIONS)
