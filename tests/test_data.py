@@ -506,3 +506,27 @@ def test_jpeg_decoded_like_pillow_on_rvf10k(shared_data):
                                         batch_size=2, cache=False))
     for got, path in zip(batch, paths[:2], strict=True):  # the pipeline resizes Pillow's pixels
         np.testing.assert_array_equal(got, data.load_image(path, SIZE), err_msg=str(path))
+
+
+def test_jpeg_augmentation_matches_pillow_recompression():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(4)
+    image = np.asarray(Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+                       .resize((SIZE, SIZE), Image.BILINEAR))
+
+    def pillow(quality: int) -> np.ndarray:
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, format="JPEG", quality=quality)
+        return _pillow_rgb(buf)
+
+    seed = tf.constant([3, 4], tf.int64)
+    for q in (60, 95):  # one quality: exactly Pillow's save + load (accurate IDCT)
+        config = AugmentConfig(flip=False, blur=False, jpeg_prob=1.0, jpeg_quality=(q, q + 1))
+        out = data.augment_image(tf.constant(image), seed, config).numpy()
+        np.testing.assert_array_equal(out, pillow(q).astype(np.float32))
+    assert not np.array_equal(tf.image.adjust_jpeg_quality(image, 95).numpy(), pillow(95))  # fast IDCT
+    out = data.augment_image(tf.constant(image), seed, AugmentConfig(flip=False, blur=False, jpeg_prob=1.0))
+    assert any(np.array_equal(out, pillow(q)) for q in range(60, 100))  # the default range [60, 100)
+    with pytest.raises(ValueError, match="jpeg_quality"):
+        data.augment_image(tf.constant(image), seed, AugmentConfig(jpeg_prob=1.0, jpeg_quality=(90, 90)))

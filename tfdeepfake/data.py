@@ -533,7 +533,7 @@ class AugmentConfig:
     flip: bool = True  # random horizontal flip (p = 0.5)
     jpeg: bool = True  # random JPEG re-compression
     blur: bool = True  # mild Gaussian blur
-    jpeg_quality: tuple[int, int] = (60, 100)
+    jpeg_quality: tuple[int, int] = (60, 100)  # quality drawn from [lo, hi)
     jpeg_prob: float = 0.5
     blur_sigma: tuple[float, float] = (0.1, 1.0)
     blur_prob: float = 0.3
@@ -564,6 +564,18 @@ def _gaussian_blur(image: Any, sigma: Any) -> Any:
     return out[0]
 
 
+def _jpeg_recompress(image: Any, quality: Any, lo: int, hi: int) -> Any:
+    """Encode a uint8 image as JPEG at ``quality`` (an int32 tensor in ``[lo, hi)``) and decode it with
+    :func:`decode_tf` (accurate IDCT): the same pixels as a Pillow save + load at that quality.
+    (``tf.image.adjust_jpeg_quality`` decodes with the fast IDCT.)"""
+    import tensorflow as tf
+
+    def at(q: int) -> Any:
+        return lambda: decode_tf(tf.io.encode_jpeg(image, quality=q))
+
+    return tf.switch_case(quality - lo, [at(q) for q in range(lo, hi)])
+
+
 def augment_image(image: Any, seed: Any, config: AugmentConfig) -> Any:
     """Augment one uint8 ``(s, s, 3)`` image with stateless ops; return float32 in 0-255.
 
@@ -577,10 +589,14 @@ def augment_image(image: Any, seed: Any, config: AugmentConfig) -> Any:
         image = tf.image.stateless_random_flip_left_right(image, seeds[0])
     if config.jpeg and config.jpeg_prob > 0:
         lo, hi = config.jpeg_quality
+        if not 0 <= lo < hi <= 101:
+            raise ValueError(f"AugmentConfig.jpeg_quality must be (lo, hi) with 0 <= lo < hi <= 101; "
+                             f"got {config.jpeg_quality}")
         src = image
+        quality = tf.random.stateless_uniform([], seeds[2], minval=lo, maxval=hi, dtype=tf.int32)
         image = tf.cond(
             tf.random.stateless_uniform([], seeds[1]) < config.jpeg_prob,
-            lambda: tf.image.stateless_random_jpeg_quality(src, lo, hi, seeds[2]),
+            lambda: _jpeg_recompress(src, quality, lo, hi),
             lambda: src,
         )
         image = tf.ensure_shape(image, shape)
