@@ -223,3 +223,6 @@ def test_other_clis_check_their_flags_first(files, capsys):
     _exit_2(experiment.main, ["--out", d / "e", "--cross-data", missing], capsys, "--cross-data")
     _exit_2(experiment.main, ["--out", f], capsys, "--out", "not a file")
     assert not (d / "e").exists()
+    (d / "old" / "runs" / "alexnet").mkdir(parents=True)  # an earlier experiment's run
+    (d / "old" / "runs" / "alexnet" / "model.keras").write_text("x")
+    _exit_2(experiment.main, ["--out", d / "old", "--models", "alexnet"], capsys, "holds a run")

@@ -461,7 +461,10 @@ def _main(argv: list[str]) -> int:
         robustness_images=args.robustness_images,
         seed=args.seed, train_config=args.train_config, out=args.out)
     command = "python -m tfdeepfake.experiment " + shlex.join(argv)
-    cfg.resolved_models()
+    from tfdeepfake.train import check_paths
+
+    for model in cfg.resolved_models():  # each member's config and run folder, before any training
+        check_paths(base_train_config(cfg, model).validate())
     run_experiment(cfg, command=command)
     return 0
 
