@@ -21,6 +21,9 @@ SIZES: dict[str, int] = {
     "densenet121": 32,
     "xception": 32,
     "vit": 32,
+    "alexnet_rnn": 64,
+    "alexnet_tv": 64,
+    "xception_keras": 32,
 }
 L2 = 1e-4
 
@@ -38,19 +41,25 @@ def predict(model: keras.Model, images: np.ndarray) -> np.ndarray:
     return keras.ops.convert_to_numpy(model(images, training=False))
 
 
-def kernel_layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
-    """Every layer owning a conv/dense kernel, including the projections inside attention layers."""
+def kernel_regularizers(model: keras.Model) -> Iterator[tuple[str, object]]:
+    """``(layer path, regularizer)`` for every kernel of every layer owning one: conv, separable and
+    depthwise conv, dense, the projections inside attention layers, RNN kernels and recurrent kernels."""
     for layer in model.layers:
         if isinstance(layer, keras.layers.MultiHeadAttention):
-            yield from (layer.query_dense, layer.key_dense, layer.value_dense, layer.output_dense)
+            for dense in (layer.query_dense, layer.key_dense, layer.value_dense, layer.output_dense):
+                yield dense.path, dense.kernel_regularizer
+        elif isinstance(layer, keras.layers.SeparableConv2D):
+            yield layer.path, layer.depthwise_regularizer
+            yield layer.path, layer.pointwise_regularizer
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
+            yield layer.path, layer.depthwise_regularizer
+        elif isinstance(layer, keras.layers.SimpleRNN):
+            yield layer.path, layer.kernel_regularizer
+            yield layer.path, layer.recurrent_regularizer
         elif isinstance(
-            layer,
-            keras.layers.Conv2D
-            | keras.layers.SeparableConv2D
-            | keras.layers.Dense
-            | keras.layers.EinsumDense,
+            layer, keras.layers.Conv2D | keras.layers.Dense | keras.layers.EinsumDense
         ):
-            yield layer
+            yield layer.path, layer.kernel_regularizer
 
 
 def kernel_variables(model: keras.Model) -> list[keras.Variable]:
@@ -80,7 +89,11 @@ def mixed_bfloat16() -> Iterator[None]:
 
 # ------------------------------------------------------------------------------------------ registry
 def test_registry_names() -> None:
-    assert MODEL_NAMES == ("alexnet", "vgg13", "resnet18", "densenet121", "xception", "vit")
+    assert MODEL_NAMES == (
+        "alexnet", "alexnet_rnn", "alexnet_tv", "vgg13", "resnet18", "densenet121", "xception",
+        "xception_keras", "vit",
+    )  # FAMILIES' order, each family's builders in their module's order
+    assert set(MODEL_NAMES) == set(SIZES)  # every registered model is tested below
     for name in MODEL_NAMES:
         assert callable(get_builder(name))
 
@@ -128,15 +141,10 @@ def test_structure_features_no_lambda(built: tuple[str, keras.Model]) -> None:
 def test_every_kernel_regularized(built: tuple[str, keras.Model]) -> None:
     _, model = built
     found = 0
-    for layer in kernel_layers(model):
-        if isinstance(layer, keras.layers.SeparableConv2D):
-            regs = [layer.depthwise_regularizer, layer.pointwise_regularizer]
-        else:
-            regs = [layer.kernel_regularizer]
-        for reg in regs:
-            assert isinstance(reg, keras.regularizers.L2), layer.path
-            assert reg.l2 == pytest.approx(L2), layer.path
-            found += 1
+    for path, reg in kernel_regularizers(model):
+        assert isinstance(reg, keras.regularizers.L2), path
+        assert reg.l2 == pytest.approx(L2), path
+        found += 1
     kernels = kernel_variables(model)
     # One penalty per kernel, none elsewhere, and it is exactly l2 * sum of squared kernels.
     assert found == len(kernels) == len(model.losses)
@@ -260,3 +268,181 @@ def test_mixed_bfloat16_output_float32(name: str, mixed_bfloat16: None) -> None:
     assert model.get_layer("features").output.dtype == "bfloat16"
     out = predict(model, raw_images())
     assert out.dtype == np.float32 and np.all(np.isfinite(out))
+
+
+# ------------------------------------------------------------------------ the original layouts (224 px)
+ORIGINAL_TRAINABLE = {
+    "alexnet": 46_753_857,
+    "alexnet_rnn": 5_672_257,
+    "vgg13": 128_954_945,
+    "xception": 10_047_617,
+}
+"""Trainable parameters of the original notebooks' models at 224 px (issue 14); the hybrid's is
+PyTorch's 5,673,025 less its second bias per RNN layer (see test_alexnet_rnn_layout)."""
+
+
+def trainable_count(model: keras.Model) -> int:
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+def shape_of(model: keras.Model, layer: str) -> tuple[int | None, ...]:
+    return tuple(model.get_layer(layer).output.shape[1:])
+
+
+@pytest.mark.parametrize("name", sorted(ORIGINAL_TRAINABLE))
+def test_original_parameter_count_at_224(name: str) -> None:
+    model = build_model(name, 224)
+    assert trainable_count(model) == ORIGINAL_TRAINABLE[name]
+    assert shape_of(model, "resize") == (224, 224, 3)
+
+
+def test_alexnet_layout_at_224() -> None:
+    model = build_model("alexnet", 224)
+    convs = [model.get_layer(f"block{i}_conv") for i in range(1, 6)]
+    assert [c.filters for c in convs] == [96, 256, 384, 384, 256]
+    assert [c.kernel_size for c in convs] == [(11, 11), (5, 5), (3, 3), (3, 3), (3, 3)]
+    assert convs[0].strides == (4, 4) and convs[0].padding == "valid"  # no padding
+    assert all(c.use_bias for c in convs)
+    assert all(isinstance(model.get_layer(f"block{i}_bn"), keras.layers.BatchNormalization)
+               for i in range(1, 6))
+    assert shape_of(model, "block1_conv") == (54, 54, 96)
+    assert [shape_of(model, f"block{i}_pool")[:2] for i in (1, 2, 5)] == [(26, 26), (12, 12), (5, 5)]
+    assert shape_of(model, "features") == (12, 12, 256)
+    assert shape_of(model, "flatten") == (6400,)
+    assert [model.get_layer(n).units for n in ("fc1", "fc2", "logit")] == [4096, 4096, 1]
+    assert [model.get_layer(n).rate for n in ("fc1_dropout", "fc2_dropout")] == [0.5, 0.5]
+
+
+def test_alexnet_rnn_layout() -> None:
+    model = build_model("alexnet_rnn", 224)
+    assert shape_of(model, "flatten") == (6400,)
+    assert shape_of(model, "sequence") == (1, 6400)  # the features as a sequence of length one
+    rnns = [layer for layer in model.layers if isinstance(layer, keras.layers.SimpleRNN)]
+    assert [(r.name, r.units) for r in rnns] == [
+        ("rnn1", 256), ("rnn2", 256), ("rnn3", 128), ("rnn4_1", 64), ("rnn4_2", 64)
+    ]
+    assert all(r.activation is keras.activations.tanh for r in rnns)
+    assert [model.get_layer(n).units for n in ("fc1", "logit")] == [256, 1]
+    assert not any(isinstance(layer, keras.layers.Dropout) for layer in model.layers)
+    # Same conv stack as AlexNet: the conv weights alone add up to the same count.
+    alexnet = build_model("alexnet", 224)
+    conv_part = trainable_count(alexnet) - sum(
+        trainable_count(alexnet.get_layer(n)) for n in ("fc1", "fc2", "logit")
+    )
+    head_part = sum(trainable_count(layer) for layer in rnns) + sum(
+        trainable_count(model.get_layer(n)) for n in ("fc1", "logit")
+    )
+    assert conv_part + head_part == trainable_count(model)
+    # PyTorch's nn.RNN has a second bias (b_hh) per layer: its count is ours plus one per unit.
+    assert trainable_count(model) + sum(r.units for r in rnns) == 5_673_025
+
+
+def test_alexnet_rnn_is_a_tanh_stack_on_one_step() -> None:
+    """With one time step and a zero state, the first RNN computes tanh(x W + b)."""
+    model = build_model("alexnet_rnn", 64, l2=0.0)
+    probe = keras.Model(model.input, [model.get_layer("flatten").output,
+                                      model.get_layer("rnn1").output])
+    flat, out = (keras.ops.convert_to_numpy(t) for t in probe(raw_images(), training=False))
+    kernel, _, bias = (w.numpy() for w in model.get_layer("rnn1").weights)
+    np.testing.assert_allclose(out[:, 0], np.tanh(flat @ kernel + bias), atol=1e-5)
+
+
+def test_vgg13_layout_at_224() -> None:
+    model = build_model("vgg13", 224)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [c.filters for c in convs] == [64, 64, 128, 128, 256, 256, 512, 512, 512, 512]
+    assert all(c.use_bias and c.kernel_size == (3, 3) and c.padding == "same" for c in convs)
+    assert [shape_of(model, f"block{s}_pool")[0] for s in range(1, 6)] == [112, 56, 28, 14, 7]
+    assert shape_of(model, "flatten") == (25088,)
+    assert [model.get_layer(n).units for n in ("fc1", "fc2", "logit")] == [4096, 4096, 1]
+    # The original's Dropout(0) after fc1: no dropout by default, a rate goes there (only there).
+    assert not any(isinstance(layer, keras.layers.Dropout) for layer in model.layers)
+    with_dropout = build_model("vgg13", 32, dropout=0.3)
+    dropouts = [layer for layer in with_dropout.layers if isinstance(layer, keras.layers.Dropout)]
+    assert [(d.name, d.rate) for d in dropouts] == [("fc2_dropout", 0.3)]
+    layer_names = [layer.name for layer in with_dropout.layers]
+    assert layer_names.index("fc1_relu") < layer_names.index("fc2_dropout") < layer_names.index("fc2")
+
+
+def test_xception_layout_at_224() -> None:
+    model = build_model("xception", 224)
+    assert shape_of(model, "stem1_relu") == (112, 112, 32)
+    assert shape_of(model, "stem2_relu") == (112, 112, 64)
+    assert [shape_of(model, f"entry_block{i}_add") for i in (1, 2, 3)] == [
+        (56, 56, 128), (28, 28, 256), (14, 14, 728)
+    ]
+    assert shape_of(model, "middle_add9") == (14, 14, 728)
+    assert shape_of(model, "exit_block1_add") == (7, 7, 1024)
+    assert shape_of(model, "features") == (7, 7, 2048)
+    assert shape_of(model, "avg_pool") == (2048,)
+    # Shortcuts are plain 1x1 stride-2 convs with bias: no BN after them.
+    for block in ("entry_block1", "entry_block2", "entry_block3", "exit_block1"):
+        shortcut = model.get_layer(f"{block}_shortcut")
+        assert (shortcut.kernel_size, shortcut.strides, shortcut.use_bias) == ((1, 1), (2, 2), True)
+    bns = {layer.name for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)}
+    assert not any("shortcut" in n or "proj" in n for n in bns)
+    assert {"middle_bn1", "middle_bn2"} <= bns and "middle_bn3" not in bns  # no final BN in the module
+    assert not any(isinstance(layer, keras.layers.Dropout) for layer in model.layers)
+
+
+def test_xception_middle_flow_shares_one_module() -> None:
+    """Nine applications of one middle-flow module: one set of variables, used by every application."""
+    keras.utils.set_random_seed(3)
+    model = build_model("xception", 32, l2=0.0)
+    middle = [layer for layer in model.layers
+              if layer.name.startswith("middle_") and not layer.name.startswith("middle_add")]
+    adds = [layer for layer in model.layers if layer.name.startswith("middle_add")]
+    assert len(adds) == 9
+    variables = [w for layer in middle for w in layer.trainable_weights]
+    # 3 separable convs (depthwise kernel + bias, pointwise kernel + bias) and 2 BNs (gamma, beta).
+    assert len(variables) == 3 * 4 + 2 * 2
+    ids = {id(w) for w in model.trainable_weights}
+    assert all(id(w) in ids for w in variables)
+    assert len(ids) == len(model.trainable_weights)
+
+    def module(x: np.ndarray) -> np.ndarray:
+        for layer in middle:
+            x = layer(x, training=False)
+        return keras.ops.convert_to_numpy(x)
+
+    # Every add's two inputs: the flow so far and the module's residual at that point.
+    probe = keras.Model(model.input, [t for add in adds for t in add.input])
+    images = raw_images()
+
+    def residuals() -> tuple[list[np.ndarray], list[np.ndarray]]:
+        outs = [keras.ops.convert_to_numpy(t) for t in probe(images, training=False)]
+        return outs[0::2], outs[1::2]
+
+    before_in, before_res = residuals()
+    for x, res in zip(before_in, before_res, strict=True):
+        np.testing.assert_allclose(res, module(x), rtol=1e-4, atol=1e-4)
+    pointwise = model.get_layer("middle_sep3_pw")
+    pointwise.bias.assign(pointwise.bias.numpy() + 1.0)  # change the one module
+    after_in, after_res = residuals()
+    np.testing.assert_allclose(after_in[0], before_in[0])  # the first input precedes the module
+    for x, before, after in zip(after_in, before_res, after_res, strict=True):
+        assert not np.allclose(before, after)  # all nine applications changed ...
+        np.testing.assert_allclose(after, module(x), rtol=1e-4, atol=1e-4)  # ... to the same module
+
+
+@pytest.mark.parametrize(("name", "default_rate"), [
+    ("alexnet", 0.5), ("alexnet_tv", 0.5), ("resnet18", 0.5),
+    ("vgg13", 0.0), ("xception", 0.0), ("alexnet_rnn", 0.0),
+])
+def test_dropout_none_is_the_layouts_own(name: str, default_rate: float) -> None:
+    rates = {
+        layer.rate
+        for layer in build_model(name, SIZES[name], dropout=None).layers
+        if isinstance(layer, keras.layers.Dropout)
+    }
+    assert rates == ({default_rate} if default_rate else set())
+
+
+def test_small_inputs_pad_pools_that_would_vanish() -> None:
+    """At 32 px AlexNet's maps are 6 -> 2 after pool 1; pools 2 and 3 pad and keep a 1 x 1 map."""
+    model = build_model("alexnet", 32)
+    assert shape_of(model, "block1_conv")[:2] == (6, 6)
+    assert [model.get_layer(f"block{i}_pool").padding for i in (1, 2, 5)] == ["valid", "same", "same"]
+    assert shape_of(model, "flatten") == (256,)
+    large = build_model("alexnet", 67)  # the smallest size whose maps all stay >= 3 before a pool
+    assert [large.get_layer(f"block{i}_pool").padding for i in (1, 2, 5)] == ["valid"] * 3

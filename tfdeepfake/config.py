@@ -28,9 +28,11 @@ class TrainConfig:
 
     ``data=None`` means the built-in synthetic demo dataset; ``image_size=None`` means 224 px for real
     data (as the original project) and 64 px for the demo data; ``epochs=None`` means 30 epochs for real
-    data and 12 for the demo data (early stopping may end a run sooner). ``model_options`` are the
-    options the model's builder declares (``tfdeepfake.models.model_options``, e.g. ``{"size": "small"}``
-    for ``vit``); with ``model="all"`` each model gets the ones it declares.
+    data and 12 for the demo data (early stopping may end a run sooner); ``dropout=None`` means the
+    architecture's own rate (the original's: 0.5 for AlexNet, none for VGG13 and Xception).
+    ``model_options`` are the options the model's builder declares
+    (``tfdeepfake.models.model_options``, e.g. ``{"size": "small"}`` for ``vit``); with ``model="all"``
+    each model gets the ones it declares.
     """
 
     model: str = "xception"
@@ -42,7 +44,7 @@ class TrainConfig:
     optimizer: str = "sgd"
     lr: float = 0.01
     l2: float = 1e-4
-    dropout: float = 0.5
+    dropout: float | None = None
     patience: int = 5
     seed: int = 1337
     out: str | None = None
@@ -88,7 +90,7 @@ class TrainConfig:
         number(field_("epochs"), self.epochs, low=1, integer=True, optional=True)
         number(field_("lr"), self.lr, low=0, low_open=True)
         number(field_("l2"), self.l2, low=0)
-        number(field_("dropout"), self.dropout, low=0, high=1, high_open=True)
+        number(field_("dropout"), self.dropout, low=0, high=1, high_open=True, optional=True)
         number(field_("patience"), self.patience, low=0, integer=True)
         number(field_("seed"), self.seed, low=0, high=2**32 - 1, integer=True)
         number(field_("val_fraction"), self.val_fraction, low=0, high=1, high_open=True)
@@ -134,6 +136,11 @@ class TrainConfig:
         """A copy for model ``name`` (and ``changes``) keeping only the options ``name`` declares."""
         options = {k: v for k, v in self.model_options.items() if k in declared_options(name)}
         return dataclasses.replace(self, model=name, model_options=options, **changes)
+
+    @property
+    def dropout_label(self) -> str:
+        """The dropout as reports print it."""
+        return "each model's own" if self.dropout is None else str(self.dropout)
 
     @property
     def resolved_image_size(self) -> int:

@@ -1,9 +1,9 @@
 """A reproducible experiment: ``python -m tfdeepfake.experiment --data DIR --test-data DIR --out DIR``.
 
-Trains the chosen architectures (default: all six) with ``tfdeepfake.train``, builds the averaging
-ensemble of the best members (ranked by validation ROC AUC), evaluates every model and the ensemble on the
-test folder and on each ``--cross-data`` folder, runs the robustness sweep (JPEG quality, Gaussian blur,
-downscaling) and writes ``REPORT.md`` with PNG plots into ``--out``.
+Trains the chosen architectures (default: every registered one) with ``tfdeepfake.train``, builds the
+averaging ensemble of the best members (ranked by validation ROC AUC), evaluates every model and the
+ensemble on the test folder and on each ``--cross-data`` folder, runs the robustness sweep (JPEG quality,
+Gaussian blur, downscaling) and writes ``REPORT.md`` with PNG plots into ``--out``.
 
 Nothing is chosen on test data: the members' epochs (early stopping), thresholds and the ensemble's members
 and threshold all come from the validation split of ``--data``. When ``--test-data`` is given the training
@@ -312,7 +312,7 @@ def write_report(cfg: ExperimentConfig, runs: Mapping[str, Path], members: Seque
                  results: Mapping[str, Mapping[str, Any]], robust: Any | None,
                  command: str | None = None, wall_seconds: float | None = None) -> Path:
     """``OUT/REPORT.md`` plus plots and ``results.json``; return the report's path."""
-    from tfdeepfake.config import versions
+    from tfdeepfake.config import TrainConfig, versions
     from tfdeepfake.robustness import markdown_table
 
     out = Path(cfg.out)
@@ -341,7 +341,7 @@ def write_report(cfg: ExperimentConfig, runs: Mapping[str, Path], members: Seque
         "",
         f"- models: {', '.join(runs)}; image size {cfg.image_size} px; batch {cfg.batch_size}; optimizer "
         f"{train_cfg['optimizer']} (lr {train_cfg['lr']}), L2 {train_cfg['l2']}, dropout "
-        f"{train_cfg['dropout']}; augmentation flip/JPEG/blur "
+        f"{TrainConfig.from_dict(train_cfg).dropout_label}; augmentation flip/JPEG/blur "
         f"{train_cfg['augment_flip']}/{train_cfg['augment_jpeg']}/{train_cfg['augment_blur']}; "
         f"early-stopping patience {train_cfg['patience']}"
         + (f"; training budget {cfg.budget_minutes} min in all" if cfg.budget_minutes else ""),
@@ -427,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cross-data", action="append", default=[], metavar="DIR",
                    help="another dataset to evaluate on (repeatable)")
     p.add_argument("--models", nargs="+", choices=MODEL_NAMES, default=None,
-                   help="architectures to train (default: all six)")
+                   help="architectures to train (default: every registered one)")
     p.add_argument("--image-size", type=cli.positive_int, default=d.image_size)
     p.add_argument("--epochs", type=cli.positive_int, default=None, help="maximum epochs per model")
     p.add_argument("--budget-minutes", type=cli.positive_float, default=None,

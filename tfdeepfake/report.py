@@ -53,7 +53,7 @@ def run_report(config: Any, index: Any, results: Mapping[str, Any]) -> str:
             f"{split} {c.get('real', 0)} real / {c.get('fake', 0)} fake" for split, c in counts.items()
         ),
         f"- image size {config.resolved_image_size}, batch {config.batch_size}, optimizer "
-        f"{config.optimizer} (lr {config.lr}), L2 {config.l2}, dropout {config.dropout}, "
+        f"{config.optimizer} (lr {config.lr}), L2 {config.l2}, dropout {config.dropout_label}, "
         f"precision {config.precision} ({config.resolved_precision}), seed {config.seed}",
         f"- parameters: {results['params']:,}; epochs run: {results['epochs_run']} "
         f"(best {results['best_epoch']}); training time {results['train_seconds']} s",

@@ -451,7 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sgd uses momentum 0.9 as the original (default: %(default)s)")
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--l2", type=float, default=d.l2, help="L2 factor on every kernel")
-    p.add_argument("--dropout", type=float, default=d.dropout)
+    p.add_argument("--dropout", type=float, default=d.dropout,
+                   help="classifier dropout (default: each model's own, the original's where it has one: "
+                        "0.5 for alexnet, none for vgg13, xception, alexnet_rnn)")
     p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (epochs)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default=None, help="run folder (default runs/<model>-<timestamp>)")

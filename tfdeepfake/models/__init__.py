@@ -51,14 +51,15 @@ def build_model(
     image_size: int = 224,
     *,
     l2: float = 1e-4,
-    dropout: float = 0.5,
+    dropout: float | None = None,
     representation: str = "rgb",
     tta_flip: bool = False,
     **kwargs: Any,
 ) -> keras.Model:
     """Build architecture ``name`` (see :data:`MODEL_NAMES`) for ``image_size`` x ``image_size`` inputs.
 
-    ``l2`` is the L2 factor on every conv/dense/attention kernel, ``dropout`` the classifier dropout;
+    ``l2`` is the L2 factor on every conv/dense/attention/RNN kernel, ``dropout`` the classifier dropout
+    (``None``: the architecture's own, e.g. the original's 0.5 for AlexNet and none for VGG13/Xception);
     ``kwargs`` are the builder's options (:func:`model_options`, e.g. ``size``/``patch_size`` for
     ``vit``, ``batch_norm`` for ``vgg13``). ``representation`` (one of :data:`REPRESENTATIONS`) is
     what the first layer sees after resizing and normalisation, ``tta_flip`` averages the logits of each

@@ -64,10 +64,20 @@ def validate_rate(value: Any, name: str) -> float:
 
 
 def validate_common(
-    image_size: Any, l2: Any, dropout: Any, min_size: int = MIN_IMAGE_SIZE
+    image_size: Any,
+    l2: Any,
+    dropout: Any,
+    min_size: int = MIN_IMAGE_SIZE,
+    *,
+    default_dropout: float = 0.5,
 ) -> tuple[int, float, float]:
-    """Check the arguments every builder shares; returns ``(image_size, l2, dropout)``."""
+    """Check the arguments every builder shares; returns ``(image_size, l2, dropout)``.
+
+    ``dropout=None`` means the architecture's own rate, ``default_dropout``.
+    """
     image_size = validate_image_size(image_size, min_size)
+    if dropout is None:
+        dropout = default_dropout
     if isinstance(l2, bool) or not isinstance(l2, int | float) or not math.isfinite(l2) or l2 < 0:
         raise ValueError(f"`l2` (weight decay factor) must be a finite number >= 0; got {l2!r}.")
     dropout = validate_rate(dropout, "dropout")
@@ -215,14 +225,19 @@ def conv_bn(
     padding: str = "same",
     relu: bool = True,
     relu_name: str | None = None,
+    use_bias: bool = False,
 ) -> keras.KerasTensor:
-    """Conv2D (no bias) -> BatchNorm [-> ReLU]; layers named ``{name}_conv`` / ``_bn`` / ``_relu``."""
+    """Conv2D -> BatchNorm [-> ReLU]; layers named ``{name}_conv`` / ``_bn`` / ``_relu``.
+
+    ``use_bias=True`` keeps the conv bias PyTorch's ``Conv2d`` has by default (redundant before BN,
+    but part of the original layouts' parameter counts).
+    """
     x = layers.Conv2D(
         filters,
         kernel_size,
         strides=strides,
         padding=padding,
-        use_bias=False,
+        use_bias=use_bias,
         name=f"{name}_conv",
         **conv_kwargs(l2),
     )(x)
@@ -254,12 +269,21 @@ def pooled_head(x: keras.KerasTensor, l2: float, dropout: float) -> keras.KerasT
 
 
 def mlp_head(
-    x: keras.KerasTensor, l2: float, dropout: float, units: int = 4096
+    x: keras.KerasTensor,
+    l2: float,
+    dropout: float,
+    units: int = 4096,
+    *,
+    dropout_before: tuple[int, ...] = (1, 2),
 ) -> keras.KerasTensor:
-    """AlexNet/VGG classifier: Flatten -> (Dropout -> Dense -> ReLU) x 2 -> logit."""
+    """AlexNet/VGG classifier: Flatten -> ([Dropout] -> Dense -> ReLU) x 2 -> logit.
+
+    ``dropout_before`` lists the hidden layers (1, 2) preceded by ``Dropout(dropout)``: both in
+    AlexNet, only the second (after the first FC's ReLU) in the original VGG13.
+    """
     x = layers.Flatten(name="flatten")(x)
     for i in (1, 2):
-        if dropout > 0:
+        if dropout > 0 and i in dropout_before:
             x = layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
         x = layers.Dense(units, name=f"fc{i}", **dense_kwargs(l2))(x)
         x = layers.ReLU(name=f"fc{i}_relu")(x)

@@ -1,4 +1,5 @@
-"""Custom Keras layers (ViT): class token, learned position embedding, class-token selection.
+"""Custom Keras layers: class token, learned position embedding, class-token selection (ViT); max pooling
+with PyTorch's symmetric padding (the original Xception).
 
 All are registered under the ``tfdeepfake`` package with a ``get_config`` so ``.keras`` files load
 with ``safe_mode=True``.
@@ -80,3 +81,43 @@ class ClassTokenSelect(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         return (input_shape[0], input_shape[2])
+
+
+@keras.saving.register_keras_serializable(package="tfdeepfake")
+class PaddedMaxPooling2D(keras.layers.Layer):
+    """PyTorch's ``nn.MaxPool2d(pool_size, strides, padding)``: ``padding`` pixels of -inf on every
+    side, then a ``"valid"`` max pool, so ``n -> (n + 2 * padding - pool_size) // strides + 1``.
+
+    Keras' ``padding="same"`` differs on even sizes (it pads only after, shifting every window by one
+    pixel), and ``ZeroPadding2D`` would let the padding win over negative values.
+    """
+
+    def __init__(
+        self, pool_size: int = 3, strides: int = 2, padding: int = 1, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.pool_size, self.strides, self.padding = int(pool_size), int(strides), int(padding)
+
+    def call(self, inputs: Any) -> Any:
+        p = self.padding
+        if p:
+            inputs = ops.pad(
+                inputs, ((0, 0), (p, p), (p, p), (0, 0)), constant_values=float("-inf")
+            )
+        return ops.max_pool(inputs, self.pool_size, self.strides, padding="valid")
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        def size(n: int | None) -> int | None:
+            return (
+                None if n is None else (n + 2 * self.padding - self.pool_size) // self.strides + 1
+            )
+
+        return (input_shape[0], size(input_shape[1]), size(input_shape[2]), input_shape[3])
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "pool_size": self.pool_size,
+            "strides": self.strides,
+            "padding": self.padding,
+        }

@@ -1,4 +1,4 @@
-"""VGG-13 (configuration B)."""
+"""VGG-13 (configuration B), as the original project's notebook 2 (``VGG13_B``)."""
 
 from __future__ import annotations
 
@@ -21,14 +21,24 @@ _VGG13_STAGES: tuple[tuple[int, int], ...] = ((64, 2), (128, 2), (256, 2), (512,
 
 @register_model("vgg13")
 def build_vgg13(
-    image_size: int = 224, *, l2: float = 1e-4, dropout: float = 0.5, batch_norm: bool = False
+    image_size: int = 224,
+    *,
+    l2: float = 1e-4,
+    dropout: float | None = None,
+    batch_norm: bool = False,
 ) -> keras.Model:
-    """VGG-13: 3x3 conv + ReLU stages (2x64, 2x128, 2x256, 2x512, 2x512) and a 4096-4096 classifier.
+    """The original's VGG-13: 128,954,945 parameters at 224 px.
 
-    ``batch_norm=True`` inserts BatchNorm after each conv (torchvision ``vgg13_bn``). ``"features"``
-    is the last conv's ReLU (before the last pool).
+    3x3 conv (with bias, padding 1) + ReLU stages (2x64, 2x128, 2x256, 2x512, 2x512), each followed by
+    a 2x2/2 max-pool: 224 -> 112 -> 56 -> 28 -> 14 -> 7, a 7 x 7 x 512 = 25,088-wide flatten. Head:
+    FC 4096 -> ReLU -> Dropout -> FC 4096 -> ReLU -> FC 1, the Dropout's rate ``dropout`` defaulting
+    to the original's 0 (no layer). Smaller inputs (down to 32 px) keep every layer; pools floor as
+    PyTorch's do, so the flatten is ``(image_size // 32)^2 * 512`` wide.
+
+    ``batch_norm=True`` inserts BatchNorm after each (then bias-free) conv, as torchvision's
+    ``vgg13_bn``. ``"features"`` is the last conv's ReLU (before the last pool).
     """
-    image_size, l2, dropout = validate_common(image_size, l2, dropout)
+    image_size, l2, dropout = validate_common(image_size, l2, dropout, default_dropout=0.0)
     if not isinstance(batch_norm, bool):
         raise ValueError(f"`batch_norm` must be a bool; got {batch_norm!r}.")
     inputs = image_input()
@@ -43,6 +53,6 @@ def build_vgg13(
             if batch_norm:
                 x = bn_layer(x, f"{name}_bn")
             x = layers.ReLU(name="features" if last else f"{name}_relu")(x)
-        x = layers.MaxPooling2D(2, strides=2, padding="same", name=f"block{s}_pool")(x)
-    outputs = mlp_head(x, l2, dropout)
+        x = layers.MaxPooling2D(2, strides=2, name=f"block{s}_pool")(x)
+    outputs = mlp_head(x, l2, dropout, dropout_before=(2,))
     return keras.Model(inputs, outputs, name="vgg13")
