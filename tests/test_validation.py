@@ -24,7 +24,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=12), json_values, max_size=8))
 def test_any_config_dict_is_a_config_or_a_value_error(values):
     try:
@@ -37,7 +37,7 @@ def test_any_config_dict_is_a_config_or_a_value_error(values):
     assert config.val_fraction + config.test_fraction < 1
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(st.one_of(json_values, st.lists(json_values)))
 def test_any_json_document_as_config_file(tmp_path_factory, document):
     path = tmp_path_factory.mktemp("cfg") / "config.json"
@@ -81,7 +81,7 @@ def test_path_checks_raise_only_usage_errors(tmp_path, monkeypatch, checker, val
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # a check never leaves a file
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(value=json_values, low=st.none() | st.floats(-10, 10), high=st.none() | st.floats(-10, 10),
        integer=st.booleans(), optional=st.booleans())
 def test_number_check_raises_only_usage_errors(value, low, high, integer, optional):
