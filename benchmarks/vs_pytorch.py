@@ -54,19 +54,27 @@ from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "rvf10k"
-MODELS = ("alexnet", "vgg13", "xception")
-OUR_MODELS = ("alexnet", "vgg13", "resnet18", "densenet121", "xception", "vit")
-"""Every tfdeepfake architecture (``--ours-only`` may time any; the reference has :data:`MODELS`)."""
+MODELS = ("alexnet", "alexnet_rnn", "vgg13", "xception")
+"""The notebooks' models (``benchmarks/torch_reference.py``); ``--models`` may name any tfdeepfake
+architecture, timed on our side only when the reference has no model of that name."""
 TASKS = ("peak", "pipeline", "train", "infer")
-TARGETS = {"train": 1.5, "infer": 2.0, "pipeline": 1.5, "pipeline_vs_train": 5.0,
-           "alexnet_peak_fraction": 0.60}
+TARGETS = {"train": 1.5, "infer": 2.0, "train_tuned": 1.0, "infer_tuned": 1.0, "pipeline": 1.5,
+           "pipeline_vs_train": 5.0, "alexnet_peak_fraction": 0.60}
 REFERENCE = "reference"
+"""The notebooks' own loop: float32, NCHW, eager, ``loss.item()`` every step."""
+TUNED = "tuned"
+"""The same PyTorch models as a performance-minded user runs them on this CPU (``TORCH_TUNED``)."""
+TORCH_TUNED = "channels_last+auto+trycompile"
+"""``channels_last`` memory format; bf16 autocast where the CPU has native bf16 (``auto``, the rule of
+our side's ``auto``; emulated bf16 is ~50x slower on CPUs without it); ``torch.compile`` (inductor; for
+inference with weight freezing, under ``inference_mode``) kept only when it compiles and beats eager on
+a probe (``trycompile``)."""
+TORCH_TOKENS = ("channels_last", "bf16", "auto", "compile", "trycompile")
 
 # Our default ("fast") settings, the winners of the lever rows (see BENCHMARKS.md): bf16 where the CPU
 # has AVX512_BF16/AMX ("auto"); XLA loses on CPU (its convolutions do not use oneDNN's bf16 kernels).
-DEFAULT_TRAIN_SETTINGS = {"alexnet": "auto", "vgg13": "auto", "xception": "auto"}
-DEFAULT_INFER_SETTINGS = {"alexnet": "savedmodel:auto+frozen", "vgg13": "savedmodel:auto+frozen",
-                          "xception": "savedmodel:auto+frozen"}
+DEFAULT_TRAIN_SETTING = "auto"
+DEFAULT_INFER_SETTING = "savedmodel:auto+frozen"
 """As ``python -m tfdeepfake.serve`` / ``predict`` run: bf16 where native, and
 ``TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1`` (``tfdeepfake.hardware.set_inference_env``)."""
 LEVER_TRAIN_SETTINGS = ("float32", "mixed_bfloat16", "mixed_bfloat16+xla")
@@ -84,11 +92,11 @@ class Settings:
     image_size: int = 224
     batch: int = 32
     reps: int = 3
-    train_steps: dict[str, int] = field(default_factory=lambda: {"alexnet": 4, "vgg13": 1,
-                                                                  "xception": 1})
-    infer_batches: dict[str, int] = field(default_factory=lambda: {"alexnet": 12, "vgg13": 1,
-                                                                    "xception": 2})
-    warmup: dict[str, int] = field(default_factory=lambda: {"alexnet": 2, "vgg13": 1,
+    train_steps: dict[str, int] = field(default_factory=lambda: {"alexnet": 4, "alexnet_rnn": 4,
+                                                                  "vgg13": 1, "xception": 1})
+    infer_batches: dict[str, int] = field(default_factory=lambda: {"alexnet": 12, "alexnet_rnn": 12,
+                                                                    "vgg13": 1, "xception": 2})
+    warmup: dict[str, int] = field(default_factory=lambda: {"alexnet": 2, "alexnet_rnn": 2, "vgg13": 1,
                                                              "xception": 2, "pipeline": 2})
     pipeline_images: int = 3008
     """Timed images per pipeline repetition (one rvf10k train epoch: long enough for tf.data's
@@ -100,6 +108,9 @@ class Settings:
     """Our pipeline rows; the first is compared to the target (normalised batches, as the reference's)."""
     train_settings: dict[str, list[str]] = field(default_factory=dict)
     infer_settings: dict[str, list[str]] = field(default_factory=dict)
+    torch_settings: tuple[str, ...] = (REFERENCE, TUNED)
+    """The PyTorch columns of the train/infer rows: the notebooks' loop, then the tuned one (or any
+    ``+``-joined :data:`TORCH_TOKENS`)."""
     workers: int = 2
     max_others: float = 0.3
     """A repetition is discarded (and redone) when other processes kept more CPU cores than this busy."""
@@ -110,11 +121,15 @@ class Settings:
     mode: str = "full"
 
     def train_rows(self, model: str) -> list[str]:
-        return self.train_settings.get(model) or [DEFAULT_TRAIN_SETTINGS.get(model, "auto")]
+        return self.train_settings.get(model) or [DEFAULT_TRAIN_SETTING]
 
     def infer_rows(self, model: str) -> list[str]:
-        return self.infer_settings.get(model) or [DEFAULT_INFER_SETTINGS.get(model,
-                                                                             "savedmodel:auto+frozen")]
+        return self.infer_settings.get(model) or [DEFAULT_INFER_SETTING]
+
+    def steps(self, task: str, model: str) -> int:
+        """Timed train steps / inference batches per repetition (2 / 4 for unlisted models)."""
+        return (self.train_steps if task == "train" else self.infer_batches).get(
+            model, 2 if task == "train" else 4)
 
     @classmethod
     def quick(cls) -> Settings:
@@ -245,6 +260,11 @@ def conv_dense_flops(model: Any) -> int:
     return int(total)
 
 
+def trainable_parameters(model: Any) -> int:
+    """Trainable parameters of a Keras model."""
+    return int(sum(math.prod(w.shape) for w in model.trainable_weights))
+
+
 ENV_FLAGS = {
     "frozen": ("TF_ONEDNN_ASSUME_FROZEN_WEIGHTS", "1"),  # inference: oneDNN keeps reordered weights
     "caller": ("TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD", "1"),
@@ -307,6 +327,7 @@ class TFTrain:
 
         rng = np.random.default_rng(seed)
         self.model = build_model(model, image_size)
+        self.params = trainable_parameters(self.model)
         compile_model(self.model, TrainConfig(model=model, precision=self.policy,
                                               jit_compile=opts["jit"]))
         self.x = tf.constant(rng.integers(0, 256, (batch, image_size, image_size, 3)), tf.float32)
@@ -355,6 +376,7 @@ class TFInfer:
         rng = np.random.default_rng(seed)
         keras_model = build_model(model, image_size)
         self.flops = conv_dense_flops(keras_model)
+        self.params = trainable_parameters(keras_model)
         self.mode, self.batch, self.steps = opts["mode"], batch, steps
         images = rng.integers(0, 256, (batch * steps, image_size, image_size, 3), dtype=np.uint8)
         self.exporter = ""
@@ -496,57 +518,145 @@ class TFPeak(_Peak):
 
 
 # ===================================================================================== torch side
-class TorchTrain:
-    """The reference training loop on pre-normalised NCHW batches."""
+def parse_torch_setting(setting: str) -> dict[str, Any]:
+    """``reference`` | ``tuned`` | ``+``-joined :data:`TORCH_TOKENS` -> options of the PyTorch side."""
+    spec = TORCH_TUNED if setting == TUNED else setting
+    tokens = set() if spec == REFERENCE else set(spec.split("+"))
+    if tokens - set(TORCH_TOKENS) or not (tokens or spec == REFERENCE):
+        raise ValueError(f"bad PyTorch setting {setting!r}: {REFERENCE}, {TUNED} or "
+                         f"{'+'.join(TORCH_TOKENS)} (any of them)")
+    bf16 = "bf16" in tokens
+    if "auto" in tokens:
+        from tfdeepfake.hardware import has_native_bf16  # no TensorFlow import
+
+        bf16 = has_native_bf16()
+    return {"reference": spec == REFERENCE, "channels_last": "channels_last" in tokens, "bf16": bf16,
+            "compile": "compile" in tokens or "trycompile" in tokens,
+            "keep_if_faster": "trycompile" in tokens}
+
+
+class _TorchSide:
+    """What the PyTorch training and inference measurements share: the model, batches and options.
+
+    ``reference``: the notebooks' float32 NCHW eager code (``torch_reference.train_step`` /
+    ``predict_logits``). Otherwise the options of :func:`parse_torch_setting`; with ``compile`` the
+    model goes through ``torch.compile`` (which falls back to eager, noted in ``info``, when it fails) and
+    with ``trycompile`` the compiled model is kept only when a probe times it faster than eager.
+    """
+
+    task = ""
 
     def __init__(self, model: str, image_size: int, batch: int, steps: int, setting: str = REFERENCE,
                  seed: int = 0) -> None:
         import torch
-        from torch import nn
 
         from benchmarks import torch_reference as ref
 
+        self.opts = parse_torch_setting(setting)
         torch.manual_seed(seed)
+        self.torch, self.ref = torch, ref
         self.model = ref.build_reference(model, image_size)
-        self.model.train()
-        self.optimizer = ref.make_optimizer(self.model)
-        self.criterion = nn.BCEWithLogitsLoss()
-        self.x = torch.randn(batch, 3, image_size, image_size)
-        self.y = torch.randint(0, 2, (batch, 1)).float()
-        self.batch, self.steps, self.ref = batch, steps, ref
+        self.params = ref.trainable_parameters(self.model)
+        self.batch, self.steps = batch, steps
+        fmt = torch.channels_last if self.opts["channels_last"] else torch.contiguous_format
+        self.model = self.model.to(memory_format=fmt)
+        self.batches = [torch.randn(batch, 3, image_size, image_size).contiguous(memory_format=fmt)
+                        for _ in range(steps)]
+        self.info: dict[str, Any] = {"params": self.params, "bf16": self.opts["bf16"],
+                                     "channels_last": self.opts["channels_last"]}
+        self.setup()
+        self.forward = self.model
+        if self.opts["compile"]:
+            self._compile()
 
-    def step(self) -> None:
-        self.ref.train_step(self.model, self.optimizer, self.criterion, self.x, self.y)
+    def setup(self) -> None:
+        raise NotImplementedError
 
-    def run(self) -> float:
+    def call(self, x: Any) -> None:
+        raise NotImplementedError
+
+    def _probe(self) -> float:
+        """Seconds of one pass over the batches (after one untimed call)."""
+        self.call(self.batches[0])
         start = time.perf_counter()
-        for _ in range(self.steps):
-            self.step()
-        return self.steps * self.batch / (time.perf_counter() - start)
+        for b in self.batches:
+            self.call(b)
+        return time.perf_counter() - start
 
-
-class TorchInfer:
-    """The reference inference: ``eval()`` + ``torch.no_grad()`` on pre-normalised batches."""
-
-    def __init__(self, model: str, image_size: int, batch: int, steps: int, setting: str = REFERENCE,
-                 seed: int = 0) -> None:
-        import torch
-
-        from benchmarks import torch_reference as ref
-
-        torch.manual_seed(seed)
-        self.model = ref.build_reference(model, image_size).eval()
-        self.batches = [torch.randn(batch, 3, image_size, image_size) for _ in range(steps)]
-        self.batch, self.steps, self.ref = batch, steps, ref
+    def _compile(self) -> None:
+        torch = self.torch
+        eager = self._probe() if self.opts["keep_if_faster"] else None
+        start = time.perf_counter()
+        try:
+            # inference: freezing constant-folds and prepacks the weights (inductor's CPU advice)
+            options = {"freezing": True} if self.task == "infer" else None
+            self.forward = torch.compile(self.model, options=options)
+            self.call(self.batches[0])  # compiles
+            self.info["compile_s"] = round(time.perf_counter() - start, 1)
+        except Exception as exc:  # a user falls back to eager when the compiler fails
+            self.forward = self.model
+            self.info["compiled"] = False
+            self.info["compile_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+            return
+        self.info["compiled"] = True
+        if eager is not None:
+            compiled = self._probe()
+            self.info["probe_s"] = {"eager": round(eager, 3), "compiled": round(compiled, 3)}
+            if compiled >= eager:
+                self.forward, self.info["compiled"] = self.model, False
 
     def step(self) -> None:
-        self.ref.predict_logits(self.model, self.batches[0])
+        self.call(self.batches[0])
 
     def run(self) -> float:
         start = time.perf_counter()
         for b in self.batches:
-            self.ref.predict_logits(self.model, b)
+            self.call(b)
         return self.steps * self.batch / (time.perf_counter() - start)
+
+
+class TorchTrain(_TorchSide):
+    """Training: the notebooks' loop (``reference``), or the same step with the tuned options."""
+
+    task = "train"
+
+    def setup(self) -> None:
+        torch = self.torch
+        self.model.train()
+        self.optimizer = self.ref.make_optimizer(self.model)
+        self.criterion = torch.nn.BCEWithLogitsLoss()
+        self.y = torch.randint(0, 2, (self.batch, 1)).float()
+
+    def call(self, x: Any) -> None:
+        if self.opts["reference"]:
+            self.ref.train_step(self.model, self.optimizer, self.criterion, x, self.y)
+            return
+        torch = self.torch
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.opts["bf16"]):
+            logits = self.forward(x)
+        loss = self.criterion(logits.float(), self.y)
+        loss.backward()
+        self.optimizer.step()
+        loss.item()
+
+
+class TorchInfer(_TorchSide):
+    """Inference: ``eval()`` + ``no_grad`` (``reference``), or ``inference_mode`` + the tuned options."""
+
+    task = "infer"
+
+    def setup(self) -> None:
+        self.model.eval()
+
+    def call(self, x: Any) -> None:
+        if self.opts["reference"]:
+            self.ref.predict_logits(self.model, x)
+            return
+        torch = self.torch
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
+                                                    enabled=self.opts["bf16"]):
+            self.forward(x).float().numpy()
 
 
 class TorchPipeline:
@@ -637,9 +747,10 @@ def worker_main(stdin: IO[str], out: IO[str]) -> int:
         for _ in range(1 if spec["task"] == "pipeline" else spec.get("warmup", 1)):
             m.step()
         ready: dict[str, Any] = {"ready": True, "setup_s": round(time.perf_counter() - start, 2)}
-        for key in ("policy", "exporter", "flops"):
+        for key in ("policy", "exporter", "flops", "params"):
             if getattr(m, key, None):
                 ready[key] = getattr(m, key)
+        ready.update(getattr(m, "info", {}))
         send(ready)
         for line in stdin:
             command = json.loads(line)["cmd"]
@@ -747,7 +858,7 @@ class Row:
 
     @property
     def label(self) -> str:
-        return REFERENCE if self.side == "torch" else f"ours[{self.setting}]"
+        return f"torch[{self.setting}]" if self.side == "torch" else f"ours[{self.setting}]"
 
 
 def jobs_for(settings: Settings) -> Iterator[tuple[str, str | None, list[tuple[str, str]]]]:
@@ -765,7 +876,7 @@ def jobs_for(settings: Settings) -> Iterator[tuple[str, str | None, list[tuple[s
             rows = settings.train_rows(model) if task == "train" else settings.infer_rows(model)
             pairs = [("tf", r) for r in rows] if "tf" in sides else []
             if "torch" in sides and model in MODELS:
-                pairs.append(("torch", REFERENCE))
+                pairs += [("torch", t) for t in settings.torch_settings]
             yield task, model, pairs
 
 
@@ -778,8 +889,7 @@ def run_job(task: str, model: str | None, pairs: list[tuple[str, str]], settings
         for row in rows:
             spec = {"side": row.side, "task": task, "model": model, "setting": row.setting,
                     "image_size": settings.image_size, "batch": settings.batch,
-                    "steps": (settings.train_steps if task == "train" else settings.infer_batches
-                              ).get(model or "", 1),
+                    "steps": settings.steps(task, model or ""),
                     "warmup": settings.warmup.get(model or task, 1), "images": settings.pipeline_images,
                     "data": settings.data, "workers": settings.workers,
                     "peak_sizes": settings.peak_sizes}
@@ -862,22 +972,32 @@ def summarise(rows: list[Row], settings: Settings, meta: dict[str, Any]) -> dict
         entry: dict[str, Any] = {"bf16_peak_gflops": result["bf16_peak_gflops"],
                                  "pipeline_ratio": pipeline_ratio}
         for task in ("train", "infer"):
-            ours, ref = find(task, model, "tf"), find(task, model, "torch")
-            if not ours and not ref:
+            ours, torch_rows = find(task, model, "tf"), find(task, model, "torch")
+            ref = [r for r in torch_rows if r.setting == REFERENCE]
+            tuned = [r for r in torch_rows if r.setting != REFERENCE]
+            if not ours and not torch_rows:
                 continue
             block: dict[str, Any] = {"rows": [row_dict(r) for r in ours]}
             if ref:
                 block["reference"] = row_dict(ref[0])
+            if tuned:
+                block["tuned"] = row_dict(tuned[0])
             if ours:
                 best = ours[0]  # the first row is the default ("fast") setting
-                block["ours"] = row_dict(best)
-                if ref:
-                    entry[f"{task}_ratio"] = _ratio(best.median, ref[0].median)
-                    entry[f"{task}_ratio_of_best"] = _ratio(max(best.values), max(ref[0].values))
+                for suffix, other in (("", ref), ("_tuned", tuned)):
+                    if not other:
+                        continue
+                    entry[f"{task}_ratio{suffix}"] = _ratio(best.median, other[0].median)
+                    entry[f"{task}_ratio{suffix}_of_best"] = _ratio(max(best.values),
+                                                                    max(other[0].values))
                     for r in ours:
-                        r.info["ratio"] = _ratio(r.median, ref[0].median)
-                        r.info["ratio_of_best"] = _ratio(max(r.values), max(ref[0].values))
-                    block["rows"] = [row_dict(x) for x in ours]
+                        r.info[f"ratio{suffix}"] = _ratio(r.median, other[0].median)
+                        r.info[f"ratio{suffix}_of_best"] = _ratio(max(r.values), max(other[0].values))
+                block["ours"] = row_dict(best)
+                block["rows"] = [row_dict(x) for x in ours]
+                if torch_rows:
+                    block["same_parameter_count"] = best.info.get("params") == torch_rows[0].info.get(
+                        "params")
             entry[task] = block
         infer = entry.get("infer", {}).get("ours")
         if infer and infer.get("flops") and bf16_peak:
@@ -897,6 +1017,16 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _torch_note(row: dict[str, Any]) -> str:
+    """What the tuned PyTorch worker actually ran: ``channels_last, bf16, compiled``."""
+    notes = [n for n, on in (("channels_last", row.get("channels_last")), ("bf16", row.get("bf16")))
+             if on]
+    if "compiled" in row:
+        notes.append("compiled" if row["compiled"] else
+                     "eager: compile failed" if row.get("compile_error") else "eager: compile slower")
+    return ", ".join(notes) or "fp32 eager"
+
+
 def _mark(value: float | None, target: float) -> str:
     if value is None:
         return ""
@@ -904,31 +1034,43 @@ def _mark(value: float | None, target: float) -> str:
 
 
 def table(result: dict[str, Any]) -> str:
-    """A Markdown table of every measurement (medians; ratio of the best repetitions too) and targets."""
-    lines = ["| measurement | ours (setting) | ours img/s | reference img/s | ratio | ratio of best | "
-             "target | met | ours peak RSS MiB | reference peak RSS MiB |",
-             "|---|---|---:|---:|---:|---:|---:|---|---:|---:|"]
+    """A Markdown table of every measurement (medians) against both PyTorch columns, and the targets.
 
-    def line(name: str, row: dict[str, Any], ref: dict[str, Any], ratio: float | None,
-             best: float | None, target: float, mark: bool) -> str:
+    ``notebooks``: the notebooks' float32 loop; ``tuned``: the same models as a performance-minded PyTorch
+    user runs them (:data:`TORCH_TUNED`). ``params``: trainable parameters, ours / PyTorch's (a
+    difference means the layouts differ, or PyTorch's second RNN bias: see BENCHMARKS.md).
+    """
+    lines = ["| measurement | ours (setting) | ours img/s | notebooks img/s | ratio | target | met | "
+             "tuned PyTorch img/s | ratio vs tuned | met (>= 1x) | peak RSS MiB ours / notebooks / "
+             "tuned | params ours / PyTorch |",
+             "|---|---|---:|---:|---:|---:|---|---:|---:|---|---|---|"]
+
+    def line(name: str, row: dict[str, Any], ref: dict[str, Any], tuned: dict[str, Any], target: float,
+             tuned_target: float | None, mark: bool) -> str:
+        ratio, ratio_tuned = row.get("ratio"), row.get("ratio_tuned")
+        rss = " / ".join(_fmt(d.get("peak_rss_mb"), 0) for d in (row, ref, tuned) if d)
+        params = (f"{row['params']:,} / {ref.get('params', tuned.get('params', 0)):,}"
+                  if row.get("params") and (ref.get("params") or tuned.get("params")) else "-")
+        tuned_cells = (f"{_fmt(tuned.get('images_per_s'))} ({_torch_note(tuned)}) | {_fmt(ratio_tuned, 2)} | "
+                       f"{_mark(ratio_tuned, tuned_target) if mark and tuned_target else ''}"
+                       if tuned else "- | - | ")
         return (f"| {name} | {row.get('setting', '-')} | {_fmt(row.get('images_per_s'))} | "
-                f"{_fmt(ref.get('images_per_s'))} | {_fmt(ratio, 2)} | {_fmt(best, 2)} | {target}x | "
-                f"{_mark(ratio, target) if mark else ''} | {_fmt(row.get('peak_rss_mb'), 0)} | "
-                f"{_fmt(ref.get('peak_rss_mb'), 0)} |")
+                f"{_fmt(ref.get('images_per_s'))} | {_fmt(ratio, 2)} | {target}x | "
+                f"{_mark(ratio, target) if mark else ''} | {tuned_cells} | {rss} | {params} |")
 
     for model, entry in result["models"].items():
         for task in ("train", "infer"):
             block = entry.get(task)
             if not block:
                 continue
-            ref = block.get("reference", {})
+            ref, tuned = block.get("reference", {}), block.get("tuned", {})
             for i, row in enumerate(block["rows"] or [{}]):
-                lines.append(line(f"{task} {model}", row, ref, row.get("ratio"),
-                                  row.get("ratio_of_best"), TARGETS[task], i == 0))
+                lines.append(line(f"{task} {model}", row, ref, tuned, TARGETS[task],
+                                  TARGETS[f"{task}_tuned"], i == 0))
     pipe = result.get("pipeline", {})
     for i, row in enumerate(pipe.get("rows") or ([{}] if pipe.get("reference") else [])):
-        lines.append(line("input pipeline", row, pipe.get("reference", {}), row.get("ratio"),
-                          row.get("ratio_of_best"), TARGETS["pipeline"], i == 0))
+        lines.append(line("input pipeline", row, pipe.get("reference", {}), {}, TARGETS["pipeline"],
+                          None, i == 0))
     extra = []
     if result.get("bf16_peak_gflops"):
         peak = result["peak"]
@@ -1040,8 +1182,9 @@ def build_parser() -> argparse.ArgumentParser:
         "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="seconds: AlexNet, 128 px, one repetition")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
-    p.add_argument("--models", nargs="+", choices=OUR_MODELS,
-                   help=f"architectures (default: {' '.join(MODELS)}; others only on our side)")
+    p.add_argument("--models", nargs="+", metavar="MODEL",
+                   help=f"tfdeepfake architectures (default: {' '.join(MODELS)}, the notebooks' "
+                        f"models; any other is timed on our side only)")
     p.add_argument("--tasks", nargs="+", choices=TASKS, help="measurements (default: all)")
     p.add_argument("--reps", type=int, help="timed repetitions per side (default 3; quick 1)")
     p.add_argument("--batch", type=int, help="batch size (default 32)")
@@ -1051,6 +1194,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help=f"JPEG folder with real/ fake/ (default "
                                                  f"{DEFAULT_DATA / 'train'})")
     p.add_argument("--ours-only", action="store_true", help="skip the PyTorch side")
+    p.add_argument("--torch-settings", nargs="+", metavar="SETTING",
+                   help=f"PyTorch columns of the train/infer rows (default: {REFERENCE} {TUNED}): "
+                        f"{REFERENCE} (the notebooks' loop), {TUNED} (= {TORCH_TUNED}) or "
+                        f"'+'-joined {'/'.join(TORCH_TOKENS)}; the first non-{REFERENCE} one is the "
+                        f"tuned column")
     p.add_argument("--train-settings", nargs="+", metavar="SETTING",
                    help="our training rows, e.g. float32 mixed_bfloat16 mixed_bfloat16+xla auto "
                         "(first = the one compared to the targets; default: the fast defaults)")
@@ -1091,18 +1239,22 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         if getattr(args, name) is not None:
             setattr(s, attr, getattr(args, name))
     if args.steps is not None:
-        s.train_steps = dict.fromkeys(OUR_MODELS, args.steps)
-        s.infer_batches = dict.fromkeys(OUR_MODELS, args.steps)
+        s.train_steps = dict.fromkeys(s.models, args.steps)
+        s.infer_batches = dict.fromkeys(s.models, args.steps)
     if args.ours_only:
         s.sides = ("tf",)
     train_rows = list(args.train_settings or (LEVER_TRAIN_SETTINGS if args.levers else []))
     infer_rows = list(args.infer_settings or (LEVER_INFER_SETTINGS if args.levers else []))
     for setting in train_rows + infer_rows:
         parse_setting(setting)
+    if args.torch_settings:
+        for setting in args.torch_settings:
+            parse_torch_setting(setting)
+        s.torch_settings = tuple(args.torch_settings)
     if train_rows:
-        s.train_settings = {m: train_rows for m in OUR_MODELS}
+        s.train_settings = dict.fromkeys(s.models, train_rows)
     if infer_rows:
-        s.infer_settings = {m: infer_rows for m in OUR_MODELS}
+        s.infer_settings = dict.fromkeys(s.models, infer_rows)
     return s
 
 

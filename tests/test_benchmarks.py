@@ -7,6 +7,7 @@ import importlib.util
 import json
 import math
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -95,23 +96,36 @@ def test_summary_ratios_and_table():
         _row("pipeline", None, "torch", "reference", [500.0, 500.0, 500.0]),
         _row("train", "alexnet", "tf", "auto", [50.0, 52.0, 10.0]),
         _row("train", "alexnet", "torch", "reference", [30.0, 35.0, 40.0]),
+        _row("train", "alexnet", "torch", "tuned", [60.0, 60.0, 60.0]),
         _row("infer", "alexnet", "tf", "savedmodel:auto", [200.0, 210.0, 190.0]),
         _row("infer", "alexnet", "torch", "reference", [100.0, 100.0, 100.0]),
+        _row("infer", "alexnet", "torch", "tuned", [150.0, 160.0, 170.0]),
     ]
     rows[4].clean = [True, True, False]  # a disturbed repetition is left out of the median
-    rows[6].info["flops"] = 1_600_000_000
+    rows[4].info["params"] = rows[5].info["params"] = rows[6].info["params"] = 46_753_857
+    rows[6].info.update(channels_last=True, bf16=False, compiled=False)
+    rows[7].info["flops"] = 1_600_000_000
+    rows[9].info.update(channels_last=True, bf16=False, compiled=False, compile_error="x")
     result = vs.summarise(rows, settings, {"cpu": "x"})
     entry = result["models"]["alexnet"]
     assert result["bf16_peak_gflops"] == 400.0 == entry["bf16_peak_gflops"]
     assert entry["train_ratio"] == round(51.0 / 35.0, 3)
+    assert entry["train_ratio_tuned"] == round(51.0 / 60.0, 3)
     assert entry["infer_ratio"] == 2.0 and entry["pipeline_ratio"] == 2.0
+    assert entry["infer_ratio_tuned"] == round(200 / 160, 3)
     assert entry["train"]["ours"]["images_per_s"] == 51.0
     assert entry["train"]["reference"]["images_per_s"] == 35.0
+    assert entry["train"]["tuned"]["images_per_s"] == 60.0
+    assert entry["train"]["same_parameter_count"] is True
     assert entry["infer_peak_fraction"] == round(200 * 1.6 / 400, 3)
     assert entry["pipeline_vs_train"] == round(1000 / 51, 2)
     text = vs.table(result)
-    assert "| train alexnet | auto | 51.0 | 35.0 | 1.46 |" in text
-    assert "NO (97% of target)" in text and "80% of the bf16 peak" in text
+    assert ("| train alexnet | auto | 51.0 | 35.0 | 1.46 | 1.5x | NO (97% of target) | "
+            "60.0 (channels_last, eager: compile slower) | 0.85 | NO (85% of target) |") in text
+    assert "46,753,857 / 46,753,857" in text
+    assert "| infer alexnet | savedmodel:auto | 200.0 | 100.0 | 2.00 | 2.0x | yes | " \
+           "160.0 (channels_last, eager: compile failed) | 1.25 | yes |" in text
+    assert "80% of the bf16 peak" in text
     json.dumps(result)
 
 
@@ -130,14 +144,38 @@ def test_settings_parsing():
 
 
 @needs_torch
-@pytest.mark.parametrize(("name", "size"), [("alexnet", 64), ("xception", 71)])
-def test_reference_matches_our_parameter_count(name, size):
-    from benchmarks.torch_reference import build_reference, trainable_parameters
-    from tfdeepfake.models import build_model
+def test_reference_models_are_the_notebooks():
+    """Parameter counts at 224 px (issue #14's figures), AlexNet's 6,400-wide flatten, the hybrid's
+    length-1 sequence, Xception's one middle-flow module applied nine times with shared weights."""
+    import torch
 
-    ours = build_model(name, size)
-    n_ours = sum(int(np.prod(w.shape)) for w in ours.trainable_weights)
-    assert trainable_parameters(build_reference(name, size)) == n_ours
+    from benchmarks import torch_reference as ref
+
+    with torch.device("meta"):  # shapes and counts only: nothing allocated, nothing computed
+        x = torch.zeros(2, 3, 224, 224)
+        for name, expected in ref.PARAMETERS_AT_224.items():
+            model = ref.build_reference(name)
+            assert ref.trainable_parameters(model) == expected, name
+            assert model(x).shape == (2, 1), name
+        alexnet = ref.build_reference("alexnet")
+        stages = [tuple(m(torch.zeros(1, 3, 224, 224)).shape[-2:]) for m in (
+            alexnet.features[:4], alexnet.features[:8], alexnet.features[:19])]
+        assert stages == [(26, 26), (12, 12), (5, 5)]
+        assert alexnet.classifier[2].in_features == 6400
+        rnn = ref.build_reference("alexnet_rnn")
+        assert (rnn.rnn1.input_size, rnn.rnn4.num_layers, rnn.rnn4.hidden_size) == (6400, 2, 64)
+        xception = ref.build_reference("xception")
+        calls: list[int] = []
+        xception.middle.register_forward_hook(lambda mod, inp, out: calls.append(id(mod)))
+        xception(x)
+        assert len(calls) == 9 and len(set(calls)) == 1
+        # its BN placement: every separable conv but the middle module's last is followed by BN
+        middle = list(xception.middle.residual)
+        assert isinstance(middle[-1], ref.DepthWiseSeparable)
+        assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in middle) == 2
+    assert ref.AlexNet(67)(torch.zeros(1, 3, 67, 67)).shape == (1, 1)  # the smallest AlexNet input
+    with pytest.raises(ValueError, match="no PyTorch reference"):
+        ref.build_reference("resnet18")
 
 
 @needs_torch
@@ -146,12 +184,20 @@ def test_torch_side_tiny(tiny_dataset):
 
     from benchmarks import torch_reference as ref
 
-    train = vs.TorchTrain("alexnet", image_size=32, batch=4, steps=2)
+    train = vs.TorchTrain("alexnet", image_size=67, batch=4, steps=2)
     train.step()
-    assert train.run() > 0
-    infer = vs.TorchInfer("xception", image_size=71, batch=2, steps=1)
+    assert train.run() > 0 and train.info["params"] == train.params
+    before = [p.detach().clone() for p in train.model.parameters()]
+    train.step()
+    assert any(not torch.equal(a, b) for a, b in zip(before, train.model.parameters(), strict=True))
+    infer = vs.TorchInfer("xception", image_size=32, batch=2, steps=1)
     assert infer.run() > 0 and not infer.model.training
-    assert ref.build_reference("vgg13")(torch.zeros(1, 3, 32, 32)).shape == (1, 1)
+    tuned = vs.TorchTrain("alexnet_rnn", image_size=67, batch=2, steps=1, setting="channels_last")
+    tuned.step()
+    assert tuned.run() > 0 and tuned.info["channels_last"] and "compiled" not in tuned.info
+    assert tuned.batches[0].is_contiguous(memory_format=torch.channels_last)
+    tuned_infer = vs.TorchInfer("vgg13", image_size=32, batch=2, steps=1, setting="channels_last")
+    assert tuned_infer.run() > 0
 
     root = tiny_dataset(4, size=40, fmt="jpg")
     items = ref.list_images(root)
@@ -164,6 +210,45 @@ def test_torch_side_tiny(tiny_dataset):
 
 
 @needs_torch
+def test_torch_settings_and_compile_fallback(monkeypatch):
+    """``tuned`` = channels_last + bf16 only where native + torch.compile kept only when it works
+    and is faster; a compiler failure falls back to eager, recorded in the worker's info."""
+    import torch
+
+    from tfdeepfake.hardware import has_native_bf16
+
+    tuned = vs.parse_torch_setting(vs.TUNED)
+    assert tuned == {"reference": False, "channels_last": True, "bf16": has_native_bf16(),
+                     "compile": True, "keep_if_faster": True}
+    assert vs.parse_torch_setting(vs.REFERENCE)["reference"]
+    assert vs.parse_torch_setting("bf16+compile")["bf16"]
+    for bad in ("turbo", "channels_last+turbo", ""):
+        with pytest.raises(ValueError, match="bad PyTorch setting"):
+            vs.parse_torch_setting(bad)
+
+    def broken(model, **kwargs):
+        raise RuntimeError("no compiler")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    failed = vs.TorchInfer("xception", image_size=32, batch=1, steps=1, setting="channels_last+compile")
+    assert failed.info["compiled"] is False and "no compiler" in failed.info["compile_error"]
+    assert failed.forward is failed.model and failed.run() > 0
+
+    def slow(model, **kwargs):
+        def forward(x):
+            time.sleep(1.0)
+            return model(x)
+        return forward
+
+    monkeypatch.setattr(torch, "compile", slow)
+    kept_eager = vs.TorchInfer("xception", image_size=32, batch=1, steps=1,
+                               setting="channels_last+trycompile")
+    assert kept_eager.info["compiled"] is False and "compile_error" not in kept_eager.info
+    assert kept_eager.info["probe_s"]["compiled"] > kept_eager.info["probe_s"]["eager"]
+    assert kept_eager.forward is kept_eager.model
+
+
+@needs_torch
 def test_reference_transforms_follow_torchvision():
     import torch
     from PIL import Image
@@ -173,9 +258,17 @@ def test_reference_transforms_follow_torchvision():
     arr = np.random.default_rng(0).integers(0, 256, (6, 8, 3), dtype=np.uint8)
     t = ref.to_tensor(Image.fromarray(arr))
     assert t.shape == (3, 6, 8) and torch.allclose(t, torch.from_numpy(arr).permute(2, 0, 1) / 255)
-    assert ref.resize(t, 3).shape == (3, 3, 4)  # shorter side to 3, aspect kept
-    assert ref.resize(t, 6) is t
+    image = Image.fromarray(arr)
+    assert ref.resize(image, 3).size == (4, 3)  # shorter side to 3, aspect kept (PIL: w, h)
+    assert ref.resize(Image.fromarray(arr.transpose(1, 0, 2)), 3).size == (3, 4)
+    assert ref.resize(image, 6) is image
+    assert np.array_equal(np.asarray(ref.resize(image, 12)),
+                          np.asarray(image.resize((16, 12), Image.BILINEAR)))
     n = ref.normalize(t.clone())
     expected = (t - torch.tensor(ref.IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(
         ref.IMAGENET_STD).view(3, 1, 1)
     assert torch.allclose(n, expected)
+    # the notebooks' order: Resize on the PIL image, then ToTensor, then Normalize
+    out = ref.reference_transform(3)(image)
+    assert out.shape == (3, 3, 4)
+    assert torch.allclose(out, ref.normalize(ref.to_tensor(ref.resize(image, 3))))
