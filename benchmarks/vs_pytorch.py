@@ -237,27 +237,42 @@ def list_images(root: str | Path) -> list[tuple[str, int]]:
 
 
 def conv_dense_flops(model: Any) -> int:
-    """Multiply-add FLOPs (2 per MAC) of one image through the Conv2D/SeparableConv2D/Dense layers."""
+    """Multiply-add FLOPs (2 per MAC) of one image through the Conv2D, SeparableConv2D,
+    DepthwiseConv2D, Dense and SimpleRNN layers (an RNN: one time step per sequence element, both
+    matmuls; a layer applied several times, like Xception's shared middle module, counted each time)."""
     import keras
 
     total = 0
     for layer in model._flatten_layers(include_self=False):
         if isinstance(layer, keras.Model):
             continue
-        out = getattr(layer, "output", None)
-        if out is None:
+        nodes = [n for n in getattr(layer, "_inbound_nodes", []) if n.input_tensors and n.outputs]
+        if not nodes:
             continue
-        if isinstance(layer, keras.layers.SeparableConv2D):
-            kh, kw, cin, mult = layer.depthwise_kernel.shape
-            h, w, cout = out.shape[1:]
-            total += 2 * h * w * (kh * kw * cin * mult + cin * mult * cout)
-        elif isinstance(layer, keras.layers.Conv2D):
-            kh, kw, cin, cout = layer.kernel.shape
-            h, w = out.shape[1:3]
-            total += 2 * h * w * kh * kw * cin * cout
-        elif isinstance(layer, keras.layers.Dense):
-            total += 2 * math.prod(layer.kernel.shape)
+        total += sum(_layer_flops(layer, n.input_tensors[0], n.outputs[0]) for n in nodes)
     return int(total)
+
+
+def _layer_flops(layer: Any, inp: Any, out: Any) -> int:
+    """FLOPs of one call of ``layer`` from ``inp`` to ``out`` (0 for layers not counted)."""
+    import keras
+
+    if isinstance(layer, keras.layers.SimpleRNN):
+        cin, units = layer.cell.kernel.shape
+        return 2 * inp.shape[1] * (cin * units + units * units)
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        kh, kw, cin, mult = layer.kernel.shape
+        return 2 * out.shape[1] * out.shape[2] * kh * kw * cin * mult
+    if isinstance(layer, keras.layers.SeparableConv2D):
+        kh, kw, cin, mult = layer.depthwise_kernel.shape
+        h, w, cout = out.shape[1:]
+        return 2 * h * w * (kh * kw * cin * mult + cin * mult * cout)
+    if isinstance(layer, keras.layers.Conv2D):
+        kh, kw, cin, cout = layer.kernel.shape
+        return 2 * out.shape[1] * out.shape[2] * kh * kw * cin * cout
+    if isinstance(layer, keras.layers.Dense):
+        return 2 * math.prod(layer.kernel.shape)
+    return 0
 
 
 def trainable_parameters(model: Any) -> int:

@@ -24,13 +24,18 @@ needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="torch not installed (pip
 
 
 def _alexnet_flops(s: int) -> int:
-    """Hand count for ``tfdeepfake.models.alexnet`` at ``s`` px (same-padded convs and pools)."""
-    c1 = math.ceil(s / 4)
-    c2 = math.ceil(c1 / 2)
-    c3 = math.ceil(c2 / 2)
-    flat = math.ceil(c3 / 2) ** 2 * 256
-    macs = (c1 * c1 * 64 * 11 * 11 * 3 + c2 * c2 * 192 * 5 * 5 * 64
-            + c3 * c3 * (384 * 9 * 192 + 256 * 9 * 384 + 256 * 9 * 256)
+    """Hand count for ``tfdeepfake.models.alexnet`` (notebook 1) at ``s`` px: conv1 11/4 unpadded,
+    3x3/2 unpadded pools (a pool on a map under 3x3 pads instead: ``ceil(n / 2)``)."""
+
+    def pool(n: int) -> int:
+        return (n - 3) // 2 + 1 if n >= 3 else math.ceil(n / 2)
+
+    c1 = (s - 11) // 4 + 1
+    c2 = pool(c1)
+    c3 = pool(c2)
+    flat = pool(c3) ** 2 * 256
+    macs = (c1 * c1 * 96 * 11 * 11 * 3 + c2 * c2 * 256 * 5 * 5 * 96
+            + c3 * c3 * (384 * 9 * 256 + 384 * 9 * 384 + 256 * 9 * 384)
             + flat * 4096 + 4096 * 4096 + 4096)
     return 2 * macs
 
@@ -61,9 +66,20 @@ def test_tf_side_tiny(tiny_dataset):
 
 
 def test_flops_count_at_224():
+    """AlexNet by hand; Xception counts its shared middle module nine times; the hybrid its RNNs."""
     from tfdeepfake.models import build_model
 
     assert vs.conv_dense_flops(build_model("alexnet", 224)) == _alexnet_flops(224)
+    xception = build_model("xception", 64)
+    middle = 2 * 3 * 4 * 4 * (9 * 728 + 728 * 728)  # three separable 728 convs at 4x4 (64 px)
+    without_middle = vs.conv_dense_flops(xception) - 9 * middle
+    assert 0 < without_middle < vs.conv_dense_flops(xception) / 2
+    rnn = build_model("alexnet_rnn", 67)  # 1x1x256 map: flatten 256
+    conv_and_rnn = vs.conv_dense_flops(rnn)
+    rnns = 2 * (256 * 256 + 256 * 256 + 256 * 256 + 256 * 256 + 256 * 128 + 128 * 128
+                + 128 * 64 + 64 * 64 + 64 * 64 + 64 * 64)
+    heads = 2 * (64 * 256 + 256)
+    assert conv_and_rnn == _alexnet_flops(67) - 2 * (256 * 4096 + 4096 * 4096 + 4096) + rnns + heads
 
 
 def test_worker_end_to_end(tmp_path, capsys):
