@@ -1,31 +1,34 @@
-"""tfdeepfake (Keras/TensorFlow) vs the original PyTorch code on this machine's CPU (issue #5).
+"""tfdeepfake (Keras/TensorFlow) vs the original project's PyTorch code on this machine's CPU (#5, #14).
 
 ``python -m benchmarks.vs_pytorch [--quick] [--json FILE]`` measures, side by side in one run:
 
-1. training throughput (images/s, batch 32, 224 px) of AlexNet, VGG13 and Xception: our model built by
-   ``tfdeepfake.models.build_model`` and compiled by ``tfdeepfake.train.compile_model`` (Keras
-   ``train_on_batch``) vs the reference loop of ``benchmarks/torch_reference.py``;
+1. training throughput (images/s, batch 32, 224 px) of the notebooks' models (:data:`MODELS`: AlexNet,
+   the CNN-RNN hybrid, VGG13, Xception): our model built by ``tfdeepfake.models.build_model`` and
+   compiled by ``tfdeepfake.train.compile_model`` (Keras ``train_on_batch``) vs two PyTorch columns of
+   the same layouts (``benchmarks/torch_reference.py``): the notebooks' own float32 loop
+   (``reference``) and the same models as a performance-minded PyTorch user runs them on this CPU
+   (``tuned``: :data:`TORCH_TUNED`);
 2. inference throughput (batch 32): our exported SavedModel (``serving_default``, uint8 images) and
-   ``model.predict`` vs the reference in ``eval()`` under ``torch.no_grad()``;
+   ``model.predict`` vs the reference in ``eval()`` under ``torch.no_grad()`` and the tuned column;
 3. the input pipeline, JPEG folder -> normalised 224 px batches: ``tfdeepfake.data.make_dataset`` plus the
    model's own ``Normalization`` layer as a batch map (also: ``make_dataset`` alone, 0-255 batches as
-   training consumes them, and with a one multiply-add normalisation) vs the reference ``DataLoader``
-   with 2 workers;
+   training consumes them) vs the reference ``DataLoader`` with 2 workers;
 4. each side's peak resident memory (``VmHWM`` of its process, plus its DataLoader workers');
 5. the bf16 matrix-multiply peak of the machine (best of TF and torch, 4096^3 bf16 matmuls), to which
    AlexNet inference is compared.
 
-Our side runs with the fast defaults (``auto`` = mixed_bfloat16 on CPUs with AVX512_BF16/AMX, no XLA);
-``--levers`` or ``--train-settings``/``--infer-settings`` add rows for other settings (float32, XLA,
-TensorFlow's oneDNN bf16 graph rewrite ``amp``, ``TF_ONEDNN_*`` variables, inter-op threads).
+Our side runs with the fast defaults (``auto`` = mixed_bfloat16 on CPUs with AVX512_BF16/AMX, else
+float32; no XLA); ``--levers`` or ``--train-settings``/``--infer-settings`` add rows for other settings
+(float32, XLA, TensorFlow's oneDNN bf16 graph rewrite ``amp``, ``TF_ONEDNN_*`` variables, inter-op
+threads); ``--torch-settings`` picks the PyTorch columns.
 
-Every measurement runs in its own worker process per side (``--worker``; peak memory is not shared).
-Workers are started one after the other and warmed up (warm-up excluded from timing), then the parent
-asks them in turn for one timed repetition each (ours, reference, reference, ours, ... : ABBA order, so
-a slow drift of the machine's load hits both sides alike) and reports medians. A repetition during which
-other processes kept more than ``--max-others`` CPU cores busy is discarded and redone (the PyTorch side
-slows down far more than ours under contention, which would flatter us). Ratios are ours / reference
-measured in the same run; absolute images/s depend on the machine.
+Every measurement runs in its own worker process per side and column (``--worker``; peak memory is not
+shared). Workers are started one after the other and warmed up (warm-up excluded from timing), then the
+parent asks them in turn for one timed repetition each (A B C, C B A, ...: ABBA order, so a slow drift
+of the machine's load hits every column alike) and reports medians. A repetition during which other
+processes kept more than ``--max-others`` CPU cores busy is discarded and redone (the PyTorch side slows
+down far more than ours under contention, which would flatter us). Ratios are ours / PyTorch measured in
+the same run; absolute images/s depend on the machine.
 
 ``--accuracy`` trains a small model on rvf10k with ``python -m tfdeepfake.train`` in float32 and with
 the fast settings (same seed, same split) and reports both test accuracies.
@@ -212,7 +215,7 @@ def wait_for_quiet(threshold: float, max_wait: float) -> float:
 
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo``)."""
-    from tfdeepfake.config import cpu_name
+    from tfdeepfake.hardware import cpu_name
 
     return cpu_name()
 

@@ -195,6 +195,19 @@ def test_reference_models_are_the_notebooks():
 
 
 @needs_torch
+@pytest.mark.parametrize(("name", "size", "gap"), [("alexnet", 67, 0), ("alexnet_rnn", 67, 768),
+                                                   ("xception", 32, 0)])
+def test_both_sides_build_the_same_layout(name, size, gap):
+    """Our model and the notebooks' have the same trainable parameters (the hybrid: PyTorch's second
+    bias vector per RNN layer, 256 + 256 + 128 + 64 + 64, is the only difference)."""
+    from benchmarks.torch_reference import build_reference, trainable_parameters
+    from tfdeepfake.models import build_model
+
+    ours = vs.trainable_parameters(build_model(name, size))
+    assert trainable_parameters(build_reference(name, size)) - ours == gap
+
+
+@needs_torch
 def test_torch_side_tiny(tiny_dataset):
     import torch
 
