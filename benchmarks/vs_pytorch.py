@@ -160,6 +160,48 @@ def peak_rss_mb(pid: int | str = "self") -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if pid == "self" else 0.0
 
 
+def memory_status() -> dict[str, float]:
+    """``VmRSS``, ``VmHWM`` (peak), ``RssAnon`` and ``RssFile`` (shared libraries) of this process, MiB."""
+    keys = ("VmRSS", "VmHWM", "RssAnon", "RssFile")
+    out: dict[str, float] = {}
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            key = line.split(":")[0]
+            if key in keys:
+                out[key] = round(int(line.split()[1]) / 1024, 1)
+    return out
+
+
+def memory_stages(side: str, model: str, image_size: int = 224, batch: int = 32, steps: int = 4,
+                  setting: str = "") -> list[tuple[str, dict[str, float]]]:
+    """Memory after each stage of one training worker's work (``--memory-stages``): the framework's
+    import, the model built and compiled, the first step, ``steps`` steps. Run in a fresh process."""
+    stages = [("start", memory_status())]
+    if side == "tf":
+        _tf_setup("float32")
+    else:
+        import torch  # noqa: F401
+    stages.append(("framework imported", memory_status()))
+    m = (TFTrain(model, image_size, batch, 1, setting or DEFAULT_TRAIN_SETTING) if side == "tf"
+         else TorchTrain(model, image_size, batch, 1, setting or REFERENCE))
+    stages.append((f"model built ({m.params:,} parameters)", memory_status()))
+    m.step()
+    stages.append(("first training step", memory_status()))
+    for _ in range(steps - 1):
+        m.step()
+    stages.append((f"{steps} training steps", memory_status()))
+    return stages
+
+
+def memory_table(results: dict[str, list[tuple[str, dict[str, float]]]]) -> str:
+    """Markdown: one row per stage and side, RSS / peak / file-backed MiB."""
+    lines = ["| side | stage | RSS MiB | peak RSS MiB | of which file-backed MiB |", "|---|---|---:|---:|---:|"]
+    for side, stages in results.items():
+        lines += [f"| {side} | {stage} | {v.get('VmRSS', 0):.0f} | {v.get('VmHWM', 0):.0f} | "
+                  f"{v.get('RssFile', 0):.0f} |" for stage, v in stages]
+    return "\n".join(lines)
+
+
 def _busy_seconds() -> float:
     """CPU seconds spent busy by the whole machine since boot (all cores, from ``/proc/stat``)."""
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
@@ -1240,6 +1282,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accuracy-epochs", type=int, default=4)
     p.add_argument("--accuracy-seeds", type=int, nargs="+", default=[1337])
     p.add_argument("--accuracy-settings", nargs="+", default=["float32", "auto"])
+    p.add_argument("--memory-stages", action="store_true",
+                   help="instead: memory after each stage of a training worker (framework import, model "
+                        "built, first step, --steps steps), each side in a fresh process")
+    p.add_argument("--memory-worker", nargs=3, metavar=("SIDE", "MODEL", "SETTING"),
+                   help=argparse.SUPPRESS)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return p
 
@@ -1276,6 +1323,36 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return s
 
 
+def run_memory_stages(args: argparse.Namespace, command: str) -> int:
+    """``--memory-stages``: :func:`memory_stages` of each side (and each ``--train-settings`` row of
+    ours) for each ``--models`` model, each in its own process; a table, and the JSON with ``--json``."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sides = [("tf", s) for s in (args.train_settings or [DEFAULT_TRAIN_SETTING])]
+    if not args.ours_only:
+        sides += [("torch", s) for s in (args.torch_settings or [REFERENCE])]
+    result: dict[str, Any] = {"meta": {"cpu": cpu_model(), "command": command, "date": datetime.now(
+        timezone.utc).isoformat(timespec="seconds")}, "models": {}}
+    for model in args.models or ["alexnet"]:
+        stages: dict[str, Any] = {}
+        for side, setting in sides:
+            extra = [f"--{k.replace('_', '-')}={getattr(args, k)}" for k in ("image_size", "batch", "steps")
+                     if getattr(args, k) is not None]
+            proc = subprocess.run([sys.executable, "-m", "benchmarks.vs_pytorch", "--memory-worker", side,
+                                   model, setting, *extra], cwd=ROOT, env=env, capture_output=True,
+                                  text=True)
+            line = next((x for x in proc.stdout.splitlines() if x.startswith("STAGES ")), None)
+            if proc.returncode or line is None:
+                raise RuntimeError(f"memory worker {side} {model} failed:\n{proc.stderr[-2000:]}")
+            stages[f"{'ours' if side == 'tf' else 'torch'}[{setting}]"] = json.loads(line[7:])
+        result["models"][model] = stages
+        print(f"\n{model}\n\n{memory_table(stages)}", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.worker:
@@ -1284,6 +1361,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", closefd=False), write_through=True)
         return worker_main(sys.stdin, out)
     command = "python -m benchmarks.vs_pytorch " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.memory_worker:
+        side, model, setting = args.memory_worker
+        stages = memory_stages(side, model, args.image_size or 224, args.batch or 32, args.steps or 4,
+                               "" if setting == "-" else setting)
+        print("STAGES " + json.dumps(stages), flush=True)
+        return 0
+    if args.memory_stages:
+        return run_memory_stages(args, command)
     if args.accuracy:
         data = Path(args.data) if args.data else DEFAULT_DATA
         with tempfile.TemporaryDirectory(prefix="tfdeepfake-acc-") as tmp:

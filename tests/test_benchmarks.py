@@ -301,3 +301,16 @@ def test_reference_transforms_follow_torchvision():
     out = ref.reference_transform(3)(image)
     assert out.shape == (3, 3, 4)
     assert torch.allclose(out, ref.normalize(ref.to_tensor(ref.resize(image, 3))))
+
+
+def test_memory_stages_tiny():
+    """``--memory-stages``: one row per stage, the peak never falls, the framework's pages counted."""
+    stages = vs.memory_stages("tf", "alexnet", image_size=32, batch=2, steps=2)
+    names = [name for name, _ in stages]
+    assert names[:2] == ["start", "framework imported"] and names[-1] == "2 training steps"
+    assert "parameters)" in names[2]
+    peaks = [v["VmHWM"] for _, v in stages]
+    assert peaks == sorted(peaks) and peaks[-1] > 100
+    assert stages[1][1]["RssFile"] > 0
+    text = vs.memory_table({"ours[auto]": stages})
+    assert text.count("\n") == len(stages) + 1 and "| ours[auto] | framework imported |" in text

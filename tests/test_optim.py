@@ -44,6 +44,7 @@ def test_without_momentum_and_round_trip(tmp_path):
     assert any(not np.allclose(a, b) for a, b in zip(before, model.get_weights(), strict=True))
 
     model.compile(optimizer=MomentumSGD(learning_rate=0.01, momentum=0.9), loss="mse")
+    model.train_on_batch(np.ones((4, 6), "float32"), np.zeros((4, 1), "float32"))
     path = tmp_path / "m.keras"
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)  # compiled, optimizer by its name

@@ -18,6 +18,7 @@ from typing import Any
 
 import keras
 
+import tfdeepfake.optim  # noqa: F401  (registers MomentumSGD, so a compiled .keras of ours loads)
 from tfdeepfake.models.common import input_options
 from tfdeepfake.models.layers import ClassToken, ClassTokenSelect, PositionEmbedding
 from tfdeepfake.models.registry import (
