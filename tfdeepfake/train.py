@@ -71,7 +71,7 @@ def build_optimizer(config: TrainConfig, steps_per_epoch: int = 1) -> Any:
                        steps_per_epoch)
     ema = {"use_ema": True, "ema_momentum": config.ema} if config.ema else {}
     if config.optimizer == "sgd":
-        from tfdeepfake.optim import MomentumSGD  # Keras' SGD, momentum updated in place (less memory)
+        from tfdeepfake.optim import MomentumSGD  # momentum updated in place: less memory
 
         return MomentumSGD(learning_rate=lr, momentum=0.9, **ema)
     if config.optimizer == "adam":
