@@ -22,7 +22,9 @@ def test_default_image_size_depends_on_data():
 
 
 @pytest.mark.parametrize(("field", "value"), [("optimizer", "rmsprop"), ("dropout", 1.0), ("l2", -1.0),
-                                               ("precision", "float16"), ("lr", 0.0)])
+                                               ("precision", "float16"), ("lr", 0.0),
+                                               ("monitor", "val_auc"), ("keep_weights", "first"),
+                                               ("max_per_class", 0), ("max_per_class", 2.5)])
 def test_validation_names_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         TrainConfig(**{field: value}).validate()

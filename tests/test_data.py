@@ -530,3 +530,24 @@ def test_jpeg_augmentation_matches_pillow_recompression():
     assert any(np.array_equal(out, pillow(q)) for q in range(60, 100))  # the default range [60, 100)
     with pytest.raises(ValueError, match="jpeg_quality"):
         data.augment_image(tf.constant(image), seed, AugmentConfig(jpeg_prob=1.0, jpeg_quality=(90, 90)))
+
+
+def test_max_per_class_samples_before_the_split(tiny_dataset):
+    root = tiny_dataset(12)
+    capped = data.index_folder(root, max_per_class=5, seed=4)
+    used = capped.frame[capped.frame["split"] != "unused"]
+    assert used.groupby("label").size().tolist() == [5, 5]
+    assert (capped.frame["split"] == "unused").sum() == 14
+    assert set(used["split"]) == {"train", "val", "test"}  # the 80/10/10 split runs on the sample
+    again = data.index_folder(root, max_per_class=5, seed=4)
+    assert sorted(used["path"]) == sorted(again.frame.loc[again.frame["split"] != "unused", "path"])
+    other = data.index_folder(root, max_per_class=5, seed=5)
+    assert sorted(used["path"]) != sorted(other.frame.loc[other.frame["split"] != "unused", "path"])
+    assert any("at most 5 images per class" in note for note in capped.notes)
+    assert (data.index_folder(root, max_per_class=100).frame["split"] != "unused").sum() == 24
+    split_root = tiny_dataset(6, layout="splits")
+    per_split = data.index_folder(split_root, max_per_class=4).frame
+    kept = per_split[per_split["split"] != "unused"]
+    assert kept.groupby(["split", "label"]).size().tolist() == [4] * 6  # each split's classes capped
+    with pytest.raises(ValueError, match="max_per_class"):
+        data.index_folder(root, max_per_class=0)

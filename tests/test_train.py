@@ -221,3 +221,80 @@ def test_precision_auto_resolves_for_this_cpu(tiny_dataset, tmp_path, capsys):
     assert keras.mixed_precision.global_policy().name == "float32"
     saved = json.loads((tmp_path / "r" / "config.json").read_text())
     assert saved["precision"] == "auto" and saved["precision_resolved"] == resolve_precision("auto")
+
+
+# ------------------------------------------------------------------- the original protocol (#14)
+def test_original_recipe_config_replays_notebook_1():
+    config = train.parse_config(["--config", str(Path(__file__).resolve().parents[1] / "configs" / "original.json"),
+                                 "--model", "alexnet", "--data", "DIR"])
+    assert (config.model, config.data, config.optimizer, config.lr, config.batch_size, config.epochs,
+            config.image_size) == ("alexnet", "DIR", "sgd", 0.01, 32, 10, 224)
+    assert (config.l2, config.dropout) == (0.0, None)  # no effective L2; AlexNet's own dropout 0.5
+    assert (config.monitor, config.patience, config.keep_weights) == ("val_accuracy", 4, "last")
+    assert (config.max_per_class, config.val_fraction, config.test_fraction) == (25000, 0.1, 0.1)
+    assert not (config.augment_flip or config.augment_jpeg or config.augment_blur)
+    assert train.build_optimizer(config).momentum == 0.9
+
+
+def test_monitor_and_keep_weights_configure_the_callbacks(tmp_path):
+    """Early stopping and the checkpoint follow --monitor; model.keras is the best epoch or the last."""
+    import keras
+
+    from tfdeepfake.config import TrainConfig
+
+    def pick(callbacks, kind):
+        return next(c for c in callbacks if isinstance(c, kind))
+
+    last = train.fit_callbacks(TrainConfig(monitor="val_accuracy", keep_weights="last", patience=4),
+                               tmp_path, print, interactive=True)
+    stop = pick(last, keras.callbacks.EarlyStopping)
+    save = pick(last, keras.callbacks.ModelCheckpoint)
+    assert (stop.monitor, stop.mode, stop.patience) == ("val_accuracy", "max", 4)
+    assert (save.monitor, save.save_best_only) == ("val_accuracy", False)  # every epoch: the last stays
+    best = train.fit_callbacks(TrainConfig(), tmp_path, print, interactive=True)
+    stop = pick(best, keras.callbacks.EarlyStopping)
+    assert (stop.monitor, stop.mode) == ("val_loss", "min")
+    save = pick(best, keras.callbacks.ModelCheckpoint)
+    assert (save.monitor, save.mode, save.save_best_only) == ("val_loss", "min", True)
+
+
+def test_keep_last_weights_cap_and_test_loss_end_to_end(tiny_dataset, tmp_path, monkeypatch):
+    from tfdeepfake import plots
+
+    plotted = {}
+    plot_history = plots.plot_history
+
+    def spy(history, path, **kwargs):
+        plotted.update(kwargs)
+        return plot_history(history, path, **kwargs)
+
+    monkeypatch.setattr(plots, "plot_history", spy)
+    data = tiny_dataset(14, size=32)
+    out = tmp_path / "run"
+    assert train.main(["--model", "alexnet", "--data", str(data), "--image-size", "32", "--epochs", "3",
+                       "--batch-size", "8", "--no-augment", "--l2", "0", "--precision", "float32",
+                       "--monitor", "val_accuracy", "--patience", "5", "--keep-weights", "last",
+                       "--max-per-class", "10", "--out", str(out)]) == 0
+    split = pd.read_csv(out / "split.csv")
+    used = split[split["split"].isin(["train", "val", "test"])]
+    assert used.groupby("label").size().tolist() == [10, 10]  # capped before the split ...
+    assert (split["split"] == "unused").sum() == 8
+    assert set(used["split"]) == {"train", "val", "test"}  # ... which still happens
+    metrics = json.loads((out / "metrics.json").read_text())
+    history = pd.read_csv(out / "history.csv")
+    assert (metrics["monitor"], metrics["keep_weights"]) == ("val_accuracy", "last")
+    assert metrics["epochs_run"] == len(history) == 3 and metrics["kept_epoch"] == 3
+    # The saved model is the last epoch's: its validation loss is that epoch's (no L2 in the loss).
+    assert metrics["val"]["loss"] == pytest.approx(history["val_loss"].iloc[-1], rel=1e-3, abs=1e-4)
+    assert np.isfinite(metrics["test"]["loss"]) and metrics["test"]["loss"] > 0
+    assert plotted["test"] == {"loss": metrics["test"]["loss"], "accuracy": metrics["test"]["accuracy"]}
+    assert plotted["test_epoch"] == 3 and (out / "curves.png").is_file()
+
+
+def test_bad_recipe_flags_name_the_field(capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--model", "alexnet", "--max-per-class", "0"])
+    assert "max_per_class" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train.main(["--model", "alexnet", "--monitor", "val_auc"])
+    assert "--monitor" in capsys.readouterr().err

@@ -16,6 +16,10 @@ from tfdeepfake.models.representations import REPRESENTATIONS
 from tfdeepfake.recipe import LR_SCHEDULES
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+MONITORS = ("val_loss", "val_accuracy")
+"""What early stopping (and, with ``keep_weights="best"``, the saved model) follows."""
+KEEP_WEIGHTS = ("best", "last")
+"""Which weights a run keeps: the best epoch by ``monitor``, or the last epoch trained (the original's)."""
 DEMO_IMAGE_SIZE = 64
 DEFAULT_IMAGE_SIZE = 224
 DEMO_EPOCHS = 12
@@ -30,6 +34,9 @@ class TrainConfig:
     data (as the original project) and 64 px for the demo data; ``epochs=None`` means 30 epochs for real
     data and 12 for the demo data (early stopping may end a run sooner); ``dropout=None`` means the
     architecture's own rate (the original's: 0.5 for AlexNet, none for VGG13 and Xception).
+    ``monitor`` is what early stopping follows (``val_accuracy`` as the original, or ``val_loss``);
+    ``keep_weights`` whether the run keeps its best epoch by ``monitor`` or its last one (the
+    original's); ``max_per_class`` caps the images per class before the split (seeded sample).
     ``model_options`` are the options the model's builder declares
     (``tfdeepfake.models.model_options``, e.g. ``{"size": "small"}`` for ``vit``); with ``model="all"``
     each model gets the ones it declares.
@@ -46,6 +53,9 @@ class TrainConfig:
     l2: float = 1e-4
     dropout: float | None = None
     patience: int = 5
+    monitor: str = "val_loss"
+    keep_weights: str = "best"
+    max_per_class: int | None = None
     seed: int = 1337
     out: str | None = None
     precision: str = "auto"
@@ -92,6 +102,9 @@ class TrainConfig:
         number(field_("l2"), self.l2, low=0)
         number(field_("dropout"), self.dropout, low=0, high=1, high_open=True, optional=True)
         number(field_("patience"), self.patience, low=0, integer=True)
+        choice(field_("monitor"), self.monitor, MONITORS)
+        choice(field_("keep_weights"), self.keep_weights, KEEP_WEIGHTS)
+        number(field_("max_per_class"), self.max_per_class, low=1, integer=True, optional=True)
         number(field_("seed"), self.seed, low=0, high=2**32 - 1, integer=True)
         number(field_("val_fraction"), self.val_fraction, low=0, high=1, high_open=True)
         number(field_("test_fraction"), self.test_fraction, low=0, high=1, high_open=True)

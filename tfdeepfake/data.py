@@ -91,7 +91,8 @@ class DataIndex:
     """Every image of a data folder with its label and split, plus the skipped files.
 
     ``frame`` columns: ``path`` (absolute str), ``label`` (0 real / 1 fake), ``split`` (``train`` /
-    ``val`` / ``test``; ``unused`` for training images dropped by class balancing).
+    ``val`` / ``test``; ``unused`` for training images dropped by class balancing and images left out by
+    a per-class cap).
     """
 
     frame: pd.DataFrame
@@ -169,12 +170,16 @@ def index_folder(
     test_fraction: float = 0.1,
     seed: int = 1337,
     balance: bool = True,
+    max_per_class: int | None = None,
 ) -> DataIndex:
     """Index, validate, split and (by default) balance a data folder for training.
 
     ``val_fraction``/``test_fraction`` apply to the ``classes`` layout (and ``val_fraction`` to a
     ``splits`` layout without a val folder). ``balance`` undersamples the larger class of the train
-    split only (seeded); dropped rows get split ``unused``.
+    split only (seeded); dropped rows get split ``unused``. ``max_per_class`` keeps a seeded sample of
+    at most that many readable images per class *before* the split (the original project's 25,000 per
+    class split 80/10/10); in a ``splits`` layout it caps each split folder's classes. Images left out
+    get split ``unused``.
     """
     if not (0.0 <= val_fraction < 1.0 and 0.0 <= test_fraction < 1.0
             and val_fraction + test_fraction < 1.0):
@@ -183,8 +188,13 @@ def index_folder(
     root = _check_dir(root)
     layout, folders = _detect_layout(root)
     notes: list[str] = []
+    if max_per_class is not None and (isinstance(max_per_class, bool) or max_per_class < 1):
+        raise ValueError(f"max_per_class must be a positive integer or None; got {max_per_class!r}")
+    unused: list[tuple[str, int]] = []
     if layout == "classes":
         files, skipped, skipped_labels = _collect(root, folders)
+        files, left_out = _cap_per_class(files, root, max_per_class, seed)
+        unused += left_out
         frame = _split_classes(files, root, seed, val_fraction, test_fraction)
     else:
         if "train" not in folders:
@@ -196,6 +206,8 @@ def index_folder(
                 continue
             classes = _class_folders(folders[split])
             files, sk, sk_lab = _collect(folders[split], classes)
+            files, left_out = _cap_per_class(files, root, max_per_class, seed)
+            unused += left_out
             skipped += sk
             skipped_labels.update(sk_lab)
             per_split[split] = pd.DataFrame(
@@ -212,6 +224,11 @@ def index_folder(
         if "test" not in per_split:
             notes.append("no test/ folder: no test split")
         frame = pd.concat([per_split[s] for s in SPLITS if s in per_split], ignore_index=True)
+    if unused:
+        notes.append(f"at most {max_per_class} images per class{' per split' if layout == 'splits' else ''}"
+                     f" (seeded sample): {len(unused)} left out")
+        frame = pd.concat([frame, pd.DataFrame(unused, columns=["path", "label"]).assign(split="unused")],
+                          ignore_index=True)
     if balance:
         frame = _balance(frame, seed)
     frame = frame.reset_index(drop=True).astype({"label": int})
@@ -410,6 +427,22 @@ def _split_classes(files: Sequence[tuple[str, int]], root: Path, seed: int,
         split[order[n_test:n_test + n_val]] = "val"
         rows += [(p, label, s) for p, s in zip(paths, split, strict=True)]
     return pd.DataFrame(rows, columns=["path", "label", "split"])
+
+
+def _cap_per_class(files: Sequence[tuple[str, int]], root: Path, limit: int | None, seed: int
+                   ) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """``(kept, left out)``: a seeded sample of at most ``limit`` files per class (all when ``None``),
+    drawn in path order relative to ``root`` so it does not depend on the listing order."""
+    if limit is None:
+        return list(files), []
+    kept: list[tuple[str, int]] = []
+    left_out: list[tuple[str, int]] = []
+    for label in (0, 1):
+        paths = sorted((p for p, lab in files if lab == label), key=lambda p: _rel_key(p, root))
+        chosen = set(np.random.default_rng([seed, label, 3]).permutation(len(paths))[:limit].tolist())
+        for i, path in enumerate(paths):
+            (kept if i in chosen else left_out).append((path, label))
+    return kept, left_out
 
 
 def _balance(frame: pd.DataFrame, seed: int) -> pd.DataFrame:

@@ -38,6 +38,13 @@ def equal_error_rate(labels: Any, scores: Any) -> float:
     return float((fpr[i] + fnr[i]) / 2.0)
 
 
+def logit_loss(labels: Any, logits: Any) -> float:
+    """Mean binary cross-entropy of logits (the training loss without label smoothing or L2 penalty),
+    computed stably: ``max(z, 0) - z * y + log(1 + exp(-|z|))``."""
+    y, z = _as_arrays(labels, logits)
+    return float(np.mean(np.maximum(z, 0.0) - z * y + np.log1p(np.exp(-np.abs(z)))))
+
+
 def choose_threshold(labels: Any, scores: Any) -> float:
     """Pick the threshold that maximises balanced accuracy (Youden's J) on validation scores.
 

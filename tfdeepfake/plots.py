@@ -16,8 +16,10 @@ from sklearn.metrics import roc_curve  # noqa: E402
 from tfdeepfake import CLASS_NAMES  # noqa: E402
 
 
-def plot_history(history: Mapping[str, Sequence[float]], path: str | Path) -> Path:
-    """Loss and accuracy per epoch, train beside validation."""
+def plot_history(history: Mapping[str, Sequence[float]], path: str | Path,
+                 test: Mapping[str, float] | None = None, test_epoch: int | None = None) -> Path:
+    """Loss and accuracy per epoch, train beside validation; ``test`` (``{"loss": .., "accuracy": ..}``
+    of the kept weights) adds a star at ``test_epoch`` (the kept epoch; the last one if ``None``)."""
     path = Path(path)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key in zip(axes, ("loss", "accuracy"), strict=True):
@@ -26,6 +28,9 @@ def plot_history(history: Mapping[str, Sequence[float]], path: str | Path) -> Pa
             if values is not None and len(values):
                 epochs = np.arange(1, len(values) + 1)
                 ax.plot(epochs, values, style, marker="o", label=(prefix or "train_") + key)
+        if test and key in test:
+            epoch = test_epoch or len(history.get(key) or [1])
+            ax.plot([epoch], [test[key]], "*", markersize=14, label=f"test_{key} (epoch {epoch} weights)")
         ax.set_xlabel("epoch")
         ax.set_title(key)
         ax.grid(alpha=0.3)

@@ -56,7 +56,8 @@ def run_report(config: Any, index: Any, results: Mapping[str, Any]) -> str:
         f"{config.optimizer} (lr {config.lr}), L2 {config.l2}, dropout {config.dropout_label}, "
         f"precision {config.precision} ({config.resolved_precision}), seed {config.seed}",
         f"- parameters: {results['params']:,}; epochs run: {results['epochs_run']} "
-        f"(best {results['best_epoch']}); training time {results['train_seconds']} s",
+        f"(best {results['best_epoch']} by {results.get('monitor', 'val_loss')}, weights of epoch "
+        f"{results.get('kept_epoch', results['best_epoch'])} kept); training time {results['train_seconds']} s",
         f"- threshold chosen on validation (balanced accuracy): {results['threshold']:.4f}",
         "",
         "Fake is the positive class; precision, recall and F1 are the binary figures for fake.",

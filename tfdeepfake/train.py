@@ -1,8 +1,9 @@
 """Train a detector: ``python -m tfdeepfake.train --model xception [--data DIR] ...``.
 
-Each run writes a folder (default ``runs/<model>-<timestamp>``) holding ``model.keras`` (best epoch by
-validation loss), ``config.json`` (every flag plus library versions), ``history.csv``, ``split.csv``,
-``metrics.json`` (validation, test and any ``--test-data`` figures, and the threshold chosen on validation),
+Each run writes a folder (default ``runs/<model>-<timestamp>``) holding ``model.keras`` (the best epoch
+by ``--monitor``, validation loss by default, or the last epoch with ``--keep-weights last``), ``config.json`` (every flag plus library versions), ``history.csv``, ``split.csv``,
+``metrics.json`` (validation, test and any ``--test-data`` figures with their loss, and the threshold
+chosen on validation),
 ``report.md`` and PNG plots. ``--resume`` continues a run that was stopped, even by SIGKILL, from its last
 finished epoch, on the trajectory the uninterrupted run would have followed: an epoch's shuffle order,
 augmentation and dropout masks depend only on ``(seed, epoch)`` (:class:`EpochSeeds`), the weights and
@@ -36,7 +37,9 @@ from tfdeepfake.cli import (
     usage_error,
 )
 from tfdeepfake.config import (
+    KEEP_WEIGHTS,
     LR_SCHEDULES,
+    MONITORS,
     OPTIMIZERS,
     PRECISIONS,
     REPRESENTATIONS,
@@ -139,20 +142,32 @@ class EpochSeeds(keras.callbacks.Callback):
                 variable.assign(np.array([seed, epoch * _SEED_STRIDE], dtype=variable.dtype))
 
 
-def early_stopping_state(values: Sequence[float]) -> tuple[int | None, int]:
-    """Keras ``EarlyStopping`` (mode min, ``min_delta`` 0) after these epochs' monitored values:
-    ``(best epoch or None, epochs since it)``."""
+def monitor_mode(monitor: str) -> str:
+    """``"max"`` for an accuracy, ``"min"`` for a loss."""
+    return "max" if monitor.endswith("accuracy") else "min"
+
+
+def early_stopping_state(values: Sequence[float], mode: str = "min") -> tuple[int | None, int]:
+    """Keras ``EarlyStopping`` (``mode`` min or max, ``min_delta`` 0) after these epochs' monitored
+    values: ``(best epoch or None, epochs since it)``."""
     best, best_epoch, wait = float("nan"), None, 0
     for epoch, value in enumerate(values):
         wait += 1
-        if best_epoch is None or value < best:  # the first epoch always counts; NaN never improves
+        better = value > best if mode == "max" else value < best  # NaN never improves
+        if best_epoch is None or better:  # the first epoch always counts
             best, best_epoch, wait = value, epoch, 0
     return best_epoch, wait
 
 
-def stopped_early(values: Sequence[float], patience: int) -> bool:
+def best_epoch(history: dict[str, list[float]], monitor: str) -> int | None:
+    """The 1-based epoch with the best ``monitor`` value (the first of ties), ``None`` without one."""
+    epoch = early_stopping_state(history.get(monitor) or [], monitor_mode(monitor))[0]
+    return None if epoch is None else epoch + 1
+
+
+def stopped_early(values: Sequence[float], patience: int, mode: str = "min") -> bool:
     """Whether early stopping with ``patience`` ended training after the last of ``values``."""
-    wait = early_stopping_state(values)[1]  # 0: the last epoch improved, which never stops
+    wait = early_stopping_state(values, mode)[1]  # 0: the last epoch improved, which never stops
     return len(values) > 1 and wait > 0 and wait >= patience
 
 
@@ -166,9 +181,9 @@ class ResumedEarlyStopping(keras.callbacks.EarlyStopping):
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         super().on_train_begin(logs)
-        best_epoch, wait = early_stopping_state(self._previous)
-        if best_epoch is not None:
-            self.best, self.best_epoch, self.wait = self._previous[best_epoch], best_epoch, wait
+        best, wait = early_stopping_state(self._previous, self.mode)
+        if best is not None:
+            self.best, self.best_epoch, self.wait = self._previous[best], best, wait
 
 
 class TimeLimit(keras.callbacks.Callback):
@@ -203,9 +218,9 @@ def read_history(path: Path) -> dict[str, list[float]]:
     return {c: frame[c].astype(float).tolist() for c in frame.columns if c != "epoch"}
 
 
-def _best_so_far(history: dict[str, list[float]]) -> float | None:
-    losses = history.get("val_loss") or []
-    return min(losses) if losses else None
+def _best_so_far(history: dict[str, list[float]], monitor: str) -> float | None:
+    epoch = best_epoch(history, monitor)
+    return None if epoch is None else history[monitor][epoch - 1]
 
 
 BACKUP_DIR = "backup"  # BackupAndRestore's folder: weights + optimizer state after the last epoch
@@ -245,18 +260,20 @@ def fit_callbacks(config: TrainConfig, out: Path, log: Log = _log, interactive: 
 
     history_path = out / HISTORY_FILE
     previous = read_history(history_path) if config.resume else {}
+    keep_best, mode = config.keep_weights == "best", monitor_mode(config.monitor)
     callbacks = [
         EpochSeeds(epoch),
         keras.callbacks.CSVLogger(str(history_path), append=config.resume and history_path.exists()),
         keras.callbacks.BackupAndRestore(str(out / BACKUP_DIR), delete_checkpoint=False),
         *(ema_callbacks() if config.ema else []),
-        # No restore_best_weights: the best epoch's weights are model.keras, loaded after fit.
+        # No restore_best_weights: the kept epoch's weights are model.keras, loaded after fit.
         ResumedEarlyStopping(
-            previous.get("val_loss", []), monitor="val_loss", patience=config.patience, verbose=1
+            previous.get(config.monitor, []), monitor=config.monitor, mode=mode,
+            patience=config.patience, verbose=1,
         ),
-        keras.callbacks.ModelCheckpoint(
-            str(out / MODEL_FILE), monitor="val_loss", save_best_only=True,
-            initial_value_threshold=_best_so_far(previous),
+        keras.callbacks.ModelCheckpoint(  # keep_weights="last": saved every epoch, so the last stays
+            str(out / MODEL_FILE), monitor=config.monitor, mode=mode, save_best_only=keep_best,
+            initial_value_threshold=_best_so_far(previous, config.monitor) if keep_best else None,
         ),
         keras.callbacks.TensorBoard(str(out / "logs"), histogram_freq=0, write_graph=False),
     ]
@@ -314,7 +331,7 @@ def _train(config: TrainConfig, log: Log) -> Path:
         root = Path(config.data)
     index = data_mod.index_folder(
         root, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
-        seed=config.seed, balance=config.balance,
+        seed=config.seed, balance=config.balance, max_per_class=config.max_per_class,
     )
     log(index.summary())
     if "val" not in index.counts():
@@ -359,8 +376,8 @@ def _train(config: TrainConfig, log: Log) -> Path:
         log(f"class weights (no balancing): {class_weight}")
 
     started = time.perf_counter()
-    if stopped_early(previous.get("val_loss", []), config.patience):
-        log(f"early stopping had already ended this run after epoch {len(previous['val_loss'])}")
+    if stopped_early(previous.get(config.monitor, []), config.patience, monitor_mode(config.monitor)):
+        log(f"early stopping had already ended this run after epoch {len(previous[config.monitor])}")
     else:
         model.fit(
             train_ds, validation_data=val_ds, epochs=config.resolved_epochs, callbacks=callbacks,
@@ -368,7 +385,7 @@ def _train(config: TrainConfig, log: Log) -> Path:
         )
     train_seconds = time.perf_counter() - started
 
-    if not (out / MODEL_FILE).is_file():  # val_loss never improved on a finite value
+    if not (out / MODEL_FILE).is_file():  # the monitored value never improved on a finite one
         model.save(out / MODEL_FILE)
     best_model = load_model(out / MODEL_FILE)
     history = read_history(out / "history.csv")
@@ -385,29 +402,39 @@ def finish_run(
     """Score validation/test/--test-data, choose the threshold, write metrics, plots and report."""
     from tfdeepfake import data as data_mod
     from tfdeepfake import plots
-    from tfdeepfake.metrics import binary_metrics, choose_threshold, evaluation_report
+    from tfdeepfake.metrics import binary_metrics, choose_threshold, evaluation_report, logit_loss
     from tfdeepfake.report import run_report
-    from tfdeepfake.runs import predict_scores
+    from tfdeepfake.runs import predict_logits, sigmoid
 
     out = Path(config.out or ".")
     image_size = config.resolved_image_size
     common = {"image_size": image_size, "batch_size": config.batch_size, "training": False}
-    val_y, val_p = predict_scores(model, data_mod.dataset_for(index, "val", **common))
+
+    def score(dataset: Any) -> tuple[Any, Any, float]:
+        """Labels, P(fake) and the mean binary cross-entropy (``loss``) over one dataset."""
+        y, z = predict_logits(model, dataset)
+        return y, sigmoid(z), logit_loss(y, z)
+
+    val_y, val_p, val_loss = score(data_mod.dataset_for(index, "val", **common))
     threshold = choose_threshold(val_y, val_p)
+    epochs_run = len(history.get("loss", []))
+    best = best_epoch(history, config.monitor)
     results: dict[str, Any] = {
         "model": config.model,
         "threshold": threshold,
         "params": int(model.count_params()),
-        "epochs_run": len(history.get("loss", [])),
-        "best_epoch": (int(min(range(len(history["val_loss"])), key=history["val_loss"].__getitem__)) + 1
-                       if history.get("val_loss") else None),
+        "epochs_run": epochs_run,
+        "monitor": config.monitor,
+        "best_epoch": best,
+        "keep_weights": config.keep_weights,
+        "kept_epoch": best if config.keep_weights == "best" else (epochs_run or None),
         "train_seconds": round(train_seconds, 1),
-        "val": binary_metrics(val_y, val_p, threshold),
+        "val": {**binary_metrics(val_y, val_p, threshold), "loss": val_loss},
     }
     curves = {"validation": (val_y, val_p)}
     if "test" in index.counts():
-        y, p = predict_scores(model, data_mod.dataset_for(index, "test", **common))
-        results["test"] = evaluation_report(y, p, threshold)
+        y, p, loss = score(data_mod.dataset_for(index, "test", **common))
+        results["test"] = {**evaluation_report(y, p, threshold), "loss": loss}
         curves["test"] = (y, p)
         plots.plot_confusion_matrix(results["test"]["confusion_matrix"], out / "confusion_matrix.png",
                                     "test split, threshold 0.5")
@@ -416,15 +443,17 @@ def finish_run(
         other = data_mod.index_eval_folder(folder)
         if other.skipped:
             log(f"{folder}: skipped {len(other.skipped)} unreadable file(s)")
-        y, p = predict_scores(model, data_mod.dataset_for(other, "test", **common))
-        results["test_data"][str(folder)] = evaluation_report(y, p, threshold)
+        y, p, loss = score(data_mod.dataset_for(other, "test", **common))
+        results["test_data"][str(folder)] = {**evaluation_report(y, p, threshold), "loss": loss}
         curves[Path(folder).name or str(folder)] = (y, p)
         if "test" not in results:
             plots.plot_confusion_matrix(results["test_data"][str(folder)]["confusion_matrix"],
                                         out / "confusion_matrix.png", f"{folder}, threshold 0.5")
     (out / METRICS_FILE).write_text(json.dumps(results, indent=2, default=float) + "\n")
     if history:
-        plots.plot_history(history, out / "curves.png")
+        test = results.get("test")
+        marks = None if test is None else {"loss": test["loss"], "accuracy": test["accuracy"]}
+        plots.plot_history(history, out / "curves.png", test=marks, test_epoch=results["kept_epoch"])
     plots.plot_roc(curves, out / "roc.png")
     report = run_report(config, index, results)
     (out / "report.md").write_text(report)
@@ -457,6 +486,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="classifier dropout (default: each model's own, the original's where it has one: "
                         "0.5 for alexnet, none for vgg13, xception, alexnet_rnn)")
     p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (epochs)")
+    p.add_argument("--monitor", choices=MONITORS, default=d.monitor,
+                   help="what early stopping follows (the original: val_accuracy; default: %(default)s)")
+    p.add_argument("--keep-weights", choices=KEEP_WEIGHTS, default=d.keep_weights,
+                   help="keep the best epoch by --monitor, or the last epoch trained as the original "
+                        "did (default: %(default)s)")
+    p.add_argument("--max-per-class", type=int, default=d.max_per_class, metavar="N",
+                   help="use at most N images per class, a seeded sample drawn before the split "
+                        "(the original: 25000)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default=None, help="run folder (default runs/<model>-<timestamp>)")
     p.add_argument("--precision", choices=(*PRECISIONS, "auto"), default=d.precision,
@@ -568,11 +605,12 @@ def _resume_config(args: argparse.Namespace, given: dict[str, str]) -> TrainConf
         if done != ran:
             raise UsageError(f"--resume --epochs {args.epochs}: {out} kept no training state after its "
                              f"last epoch ({BACKUP_DIR}/ missing), so it cannot be extended; start a new run")
-        losses = read_history(run_dir / HISTORY_FILE).get("val_loss", [])[:done]
-        if stopped_early(losses, resumed.patience):
-            wait = early_stopping_state(losses)[1]
+        mode = monitor_mode(resumed.monitor)
+        values = read_history(run_dir / HISTORY_FILE).get(resumed.monitor, [])[:done]
+        if stopped_early(values, resumed.patience, mode):
+            wait = early_stopping_state(values, mode)[1]
             raise UsageError(f"--resume --epochs {args.epochs}: early stopping ended {out} after epoch "
-                             f"{done} (no val_loss improvement for {wait} epochs, patience "
+                             f"{done} (no {resumed.monitor} improvement for {wait} epochs, patience "
                              f"{resumed.patience}); pass --patience above {wait} to train it further")
     elif "epochs" in given and args.epochs < done:
         raise usage_error("--epochs", args.epochs, f"at least the {done} epochs {out} has already run")
