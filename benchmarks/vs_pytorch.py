@@ -1114,6 +1114,8 @@ def table(result: dict[str, Any]) -> str:
         tuned_cells = (f"{_fmt(tuned.get('images_per_s'))} ({_torch_note(tuned)}) | {_fmt(ratio_tuned, 2)} | "
                        f"{_mark(ratio_tuned, tuned_target) if mark and tuned_target else ''}"
                        if tuned else "- | - | ")
+        if not all(any(d.get("clean") or [True]) for d in (row, ref, tuned) if d):
+            name += " (no clean repetition: contended)"
         return (f"| {name} | {row.get('setting', '-')} | {_fmt(row.get('images_per_s'))} | "
                 f"{_fmt(ref.get('images_per_s'))} | {_fmt(ratio, 2)} | {target}x | "
                 f"{_mark(ratio, target) if mark else ''} | {tuned_cells} | {rss} | {params} |")

@@ -141,7 +141,9 @@ def test_summary_ratios_and_table():
     assert "46,753,857 / 46,753,857" in text
     assert "| infer alexnet | savedmodel:auto | 200.0 | 100.0 | 2.00 | 2.0x | yes | " \
            "160.0 (channels_last, eager: compile failed) | 1.25 | yes |" in text
-    assert "80% of the bf16 peak" in text
+    assert "80% of the bf16 peak" in text and "contended" not in text
+    result["models"]["alexnet"]["infer"]["tuned"]["clean"] = [False] * 3
+    assert "| infer alexnet (no clean repetition: contended) |" in vs.table(result)
     json.dumps(result)
 
 
