@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from tfdeepfake.ensemble import (
-    FuseLogits,
     build_ensemble,
     ensemble_threshold,
     main,
@@ -21,7 +20,9 @@ from tfdeepfake.ensemble import (
     split_ensemble,
     unique_names,
 )
-from tfdeepfake.runs import load_model, model_image_size, resolve_model
+from tfdeepfake.models.fusion import FuseLogits, model_image_size
+from tfdeepfake.runs import load_model, resolve_model
+from tfdeepfake.scoring import score_by_member
 
 
 def _fuse(logits: np.ndarray, **kwargs) -> np.ndarray:
@@ -106,7 +107,7 @@ def test_score_by_member_runs_each_member_once_at_its_own_size(tiny_dataset):
     of the 48 px batch), and the ensemble score is the fuse layer over those member scores."""
     from tfdeepfake import data as data_mod
     from tfdeepfake.ensemble import score_by_member
-    from tfdeepfake.runs import predict_scores
+    from tfdeepfake.scoring import predict_scores
 
     index = data_mod.index_eval_folder(tiny_dataset(4, size=40))
     sizes_asked: list[int] = []
@@ -138,6 +139,35 @@ def test_score_by_member_runs_each_member_once_at_its_own_size(tiny_dataset):
 def test_single_model_is_its_own_only_member():
     model = load_model(hm.member_runs()[0] / "model.keras")
     assert split_ensemble(model) == ([model], None)
+
+
+def _pooling_model(name: str, scale: float) -> keras.Model:
+    image = keras.Input((None, None, 3))
+    x = keras.layers.GlobalAveragePooling2D()(image)
+    return keras.Model(image, keras.layers.Rescaling(scale)(keras.layers.Dense(1)(x)), name=name)
+
+
+def test_members_come_from_the_fuse_layers_config_not_from_keras_internals(tmp_path):
+    # members called a then b, fused as [b, a]: the order recorded in FuseLogits' config wins, and it
+    # survives a save and a safe_mode load
+    a, b = _pooling_model("a", 1.0), _pooling_model("b", -3.0)
+    image = keras.Input((None, None, 3), name="image")
+    la, lb = a(image), b(image)
+    fused = FuseLogits([1.0, 3.0], "logit", members=["b", "a"], name="fuse")([lb, la])
+    keras.Model(image, fused, name="manual").save(tmp_path / "manual.keras")
+    model = load_model(tmp_path / "manual.keras")
+    members, fuse = split_ensemble(model)
+    assert [m.name for m in members] == ["b", "a"] and fuse.get_config()["members"] == ["b", "a"]
+    x = np.full((2, 8, 8, 3), 7.0, np.float32)
+    _, scores, by_member = score_by_member(model, lambda size: [(x, np.zeros(2))])
+    np.testing.assert_allclose(scores, hm.sigmoid(model.predict_on_batch(x))[:, 0], atol=1e-6)
+    assert list(by_member) == ["b", "a"]
+    # a file saved before the names were recorded: the nested models in layer order
+    legacy = build_ensemble([_pooling_model("c", 1.0), _pooling_model("d", 2.0)], name="legacy")
+    legacy.get_layer("fuse").members = None
+    assert [m.name for m in split_ensemble(legacy)[0]] == ["c", "d"]
+    with pytest.raises(ValueError, match="1 member names for 2 members"):
+        FuseLogits(members=["only"])([la, lb])
 
 
 def test_evaluate_cli_reports_each_member_beside_the_ensemble(tiny_dataset, tmp_path):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tfdeepfake import experiment
+from tfdeepfake import experiment, report
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_members_are_chosen_on_validation(tmp_path):
 
 def test_goal_lines_say_by_how_much():
     results = {"ensemble": {"test": {"accuracy": 0.9}, "hardfake": {"roc_auc": 0.96}}}
-    lines = experiment.goal_lines(results, ["test", "hardfake"])
+    lines = report.goal_lines(results, ["test", "hardfake"])
     assert "MISSED by 5.0 points" in lines[0] and lines[1].endswith("met")
 
 

@@ -12,15 +12,8 @@ import helpers_models as hm
 import numpy as np
 import pytest
 
-from tfdeepfake.export import (
-    check_name,
-    latest_version,
-    main,
-    models_config,
-    next_version,
-    read_export_info,
-    versions,
-)
+from tfdeepfake.export import check_name, main, models_config, next_version
+from tfdeepfake.savedmodel import latest_version, read_export_info, version_numbers
 
 # Runs in a new interpreter that imports TensorFlow only, as TensorFlow Serving would load the model.
 FRESH_PROCESS = r"""
@@ -128,11 +121,11 @@ def test_single_model_export_cli_and_version_numbering(tmp_path, capsys):
     model_root = tmp_path / "exports" / "single"
     for existing in ("1", "7", "notes", ".tmp-partial"):  # versions 1 and 7 taken; others not versions
         (model_root / existing).mkdir(parents=True)
-    assert versions(model_root) == [1, 7] and next_version(model_root) == 8
+    assert version_numbers(model_root) == [1, 7] and next_version(model_root) == 8
     assert main([str(run), "--name", "single", "--root", str(tmp_path / "exports"),
                  "--threshold", "0.25"]) == 0
     assert "docker run" in capsys.readouterr().out
-    assert versions(model_root) == [1, 7, 8] and next_version(model_root) == 9
+    assert version_numbers(model_root) == [1, 7, 8] and next_version(model_root) == 9
     version, folder = latest_version(model_root)
     assert version == 8 and read_export_info(folder)["threshold"] == 0.25  # not the run's 0.4
     assert (model_root / "single.keras").is_file()
@@ -157,7 +150,7 @@ def test_bad_names_and_arguments(tmp_path):
         with pytest.raises(SystemExit) as exc:
             main([*argv, "--root", str(tmp_path)])
         assert exc.value.code == 2
-    assert not (tmp_path / "ok").exists() or not versions(tmp_path / "ok")
+    assert not (tmp_path / "ok").exists() or not version_numbers(tmp_path / "ok")
 
 
 

@@ -15,7 +15,8 @@ import pytest
 from tfdeepfake.ensemble import build_ensemble
 from tfdeepfake.export import export_model
 from tfdeepfake.media import expand_paths, frame_indices, read_image, read_video_frames
-from tfdeepfake.predict import Prediction, Scorer, keras_beside, load_scorer, main, predict
+from tfdeepfake.predict import Prediction, Scorer, load_scorer, main, predict
+from tfdeepfake.savedmodel import keras_beside
 
 SIZE = 48
 
@@ -129,6 +130,21 @@ def test_ensemble_scores_members_the_same_in_keras_and_saved_model(
         images[0][None].astype(np.float32)), np.float64)))
     assert k.probability_fake[0] == pytest.approx(float(direct.reshape(-1)[0]), abs=1e-6)
     assert np.mean(k.members[0]) == pytest.approx(k.probability_fake[0], abs=1e-5)  # mean of probs
+
+
+def test_an_export_without_member_names_gets_the_same_fallback_names_in_predict_and_serve(
+        models: dict[str, Path], tmp_path: Path) -> None:
+    # one SavedModel loader (savedmodel.ExportedModel) serves both, so both name unnamed members alike
+    from tfdeepfake.savedmodel import INFO_FILE, ExportedModel, find_saved_model
+    from tfdeepfake.serve import ServedModel
+
+    copy = tmp_path / "unnamed"
+    shutil.copytree(find_saved_model(models["ensemble_saved"]), copy / "1")
+    info = json.loads((copy / "1" / INFO_FILE).read_text())
+    (copy / "1" / INFO_FILE).write_text(json.dumps({**info, "members": []}))
+    assert ExportedModel(copy / "1").members == ["member_0", "member_1"]
+    assert ServedModel(copy).members == ["member_0", "member_1"]
+    assert load_scorer(copy).member_names == ("member_0", "member_1")
 
 
 def test_thresholds_default_to_the_run_and_can_be_overridden(models: dict[str, Path]) -> None:

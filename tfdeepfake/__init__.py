@@ -12,3 +12,6 @@ __version__ = "0.1.0"
 
 CLASS_NAMES: tuple[str, str] = ("real", "fake")
 """Class names indexed by label: ``CLASS_NAMES[0] == "real"``, ``CLASS_NAMES[1] == "fake"``."""
+
+DEFAULT_THRESHOLD = 0.5
+"""P(fake) at or above which an image is called fake when no threshold was chosen on validation."""

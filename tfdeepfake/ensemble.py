@@ -1,10 +1,11 @@
 """Fuse trained detectors: ``python -m tfdeepfake.ensemble RUN [RUN ...] --name NAME``.
 
 The ensemble is a Keras functional model with the project-wide contract (input ``image``: raw RGB of any
-size; output one float32 logit): every member is the trained model nested as a sub-model named after its
-run (each keeps its own resize and normalisation, so members may use different image sizes), and a
-registered :class:`FuseLogits` layer averages them (mean of probabilities by default, optional weights,
-optional logit averaging). It loads with ``safe_mode=True`` and is evaluated like any model.
+size; output one float32 logit), built by :func:`tfdeepfake.models.fusion.build_ensemble`: every member is
+the trained model nested as a sub-model named after its run (each keeps its own resize and normalisation,
+so members may use different image sizes), and a registered ``FuseLogits`` layer averages them (mean of
+probabilities by default, optional weights, optional logit averaging). It loads with ``safe_mode=True``
+and is evaluated like any model. This module chooses its threshold and writes its run-like folder.
 
 The ensemble is written as a run-like folder ``runs/ensemble-NAME/`` (``model.keras``, ``ensemble.json``,
 ``metrics.json`` with a threshold) and, unless ``--no-export``, exported for TensorFlow Serving. The
@@ -16,145 +17,34 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import keras
-import numpy as np
-from keras import ops
+import pandas as pd
 
-from tfdeepfake import cli
+from tfdeepfake import DEFAULT_THRESHOLD, cli
+from tfdeepfake import data as data_mod
+from tfdeepfake.export import check_name, describe_export, export_model
+from tfdeepfake.metrics import binary_metrics, choose_threshold
+from tfdeepfake.models.fusion import (
+    MODES,
+    build_ensemble,
+    model_image_size,
+    split_ensemble,
+)
 from tfdeepfake.runs import (
     METRICS_FILE,
     MODEL_FILE,
     ModelRef,
     load_model,
-    model_image_size,
-    predict_logits_many,
     resolve_model,
-    sigmoid,
 )
+from tfdeepfake.scoring import at_size, score_by_member
 
-MODES = ("prob", "logit")
 ENSEMBLE_FILE = "ensemble.json"
 SPLIT_FILE = "split.csv"
-
-
-@keras.saving.register_keras_serializable(package="tfdeepfake")
-class FuseLogits(keras.layers.Layer):
-    """Fuse ``n`` member logits ``(b, 1)`` into one logit ``(b, 1)``.
-
-    ``mode="prob"``: the logit of the weighted mean of the members' probabilities (clipped to
-    ``[epsilon, 1 - epsilon]``); ``mode="logit"``: the weighted mean of the logits. Weights default to
-    equal and are normalised to sum to 1.
-    """
-
-    def __init__(
-        self, member_weights: Sequence[float] | None = None, mode: str = "prob",
-        epsilon: float = 1e-7, **kwargs: Any,
-    ) -> None:
-        kwargs.setdefault("dtype", "float32")
-        super().__init__(**kwargs)
-        if mode not in MODES:
-            raise ValueError(f"`mode` must be one of {MODES}; got {mode!r}.")
-        if member_weights is not None:
-            member_weights = [float(w) for w in member_weights]
-            if not all(math.isfinite(w) and w >= 0 for w in member_weights) or sum(member_weights) <= 0:
-                raise ValueError(
-                    f"member weights must be finite, >= 0 and not all 0; got {member_weights}."
-                )
-        if not 0.0 < epsilon < 0.5:
-            raise ValueError(f"`epsilon` must be in (0, 0.5); got {epsilon}.")
-        self.member_weights = member_weights
-        self.mode = mode
-        self.epsilon = float(epsilon)
-
-    def build(self, input_shape: Any) -> None:
-        n = len(input_shape)
-        if self.member_weights is not None and len(self.member_weights) != n:
-            raise ValueError(f"{len(self.member_weights)} member weights for {n} members.")
-        super().build(input_shape)
-
-    def normalised_weights(self, n: int) -> list[float]:
-        """The weights used for ``n`` members (summing to 1)."""
-        weights = self.member_weights or [1.0] * n
-        total = sum(weights)
-        return [w / total for w in weights]
-
-    def call(self, logits: Sequence[Any]) -> Any:
-        x = ops.concatenate([ops.cast(t, "float32") for t in logits], axis=-1)
-        weights = ops.convert_to_tensor(self.normalised_weights(len(logits)), dtype="float32")
-        if self.mode == "logit":
-            return ops.sum(x * weights, axis=-1, keepdims=True)
-        prob = ops.sum(ops.sigmoid(x) * weights, axis=-1, keepdims=True)
-        prob = ops.clip(prob, self.epsilon, 1.0 - self.epsilon)
-        return ops.log(prob) - ops.log1p(-prob)
-
-    def compute_output_shape(self, input_shape: Any) -> tuple[Any, int]:
-        return (input_shape[0][0], 1)
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(member_weights=self.member_weights, mode=self.mode, epsilon=self.epsilon)
-        return config
-
-
-def build_ensemble(
-    members: Sequence[Any], *, weights: Sequence[float] | None = None, mode: str = "prob",
-    name: str = "ensemble",
-) -> keras.Model:
-    """Nest ``members`` (models with distinct names) behind one raw-image input and fuse their logits."""
-    if not members:
-        raise ValueError("an ensemble needs at least one member")
-    names = [m.name for m in members]
-    if len(set(names)) != len(names):
-        raise ValueError(f"member names must be distinct; got {names}")
-    image = keras.Input(shape=(None, None, 3), name="image")
-    logits = [member(image) for member in members]
-    fused = FuseLogits(weights, mode, name="fuse")(logits)
-    return keras.Model(image, fused, name=name)
-
-
-def split_ensemble(model: Any) -> tuple[list[Any], FuseLogits | None]:
-    """``(members, fuse layer)`` of an ensemble in fusion order; ``([model], None)`` for a single model."""
-    fuse = next((layer for layer in model.layers if isinstance(layer, FuseLogits)), None)
-    if fuse is None:
-        return [model], None
-    tensors = fuse._inbound_nodes[0].input_tensors  # the member logits, in fusion order
-    return [t._keras_history.operation for t in tensors], fuse
-
-
-def score_by_member(
-    model: Any, dataset_at: Callable[[int], Iterable[Any]],
-) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """``(labels, P(fake), {member name: P(fake)})`` of ``model`` over ``dataset_at(size)``'s batches.
-
-    Each ensemble member runs on the batches made at its own input size, so no image is resized twice;
-    members of one size share one pass. The ensemble's score is its own fuse layer applied to the member
-    logits, as the exported model computes it. A single model gives an empty member dict.
-    ``dataset_at`` is called once per size and must yield ``(images, labels)`` in the same order for each.
-    """
-    members, fuse = split_ensemble(model)
-    by_size: dict[int, list[Any]] = {}
-    for member in members:
-        by_size.setdefault(model_image_size(member), []).append(member)
-    labels = None
-    logits: dict[str, np.ndarray] = {}
-    for size, group in by_size.items():
-        y, group_logits = predict_logits_many(group, dataset_at(size))
-        if labels is not None and not np.array_equal(y, labels):
-            raise RuntimeError(f"the batches at {size} px came in another order than the others")
-        labels = y
-        logits.update((m.name, z) for m, z in zip(group, group_logits, strict=True))
-    if fuse is None:
-        return labels, sigmoid(logits[model.name]), {}
-    ordered = [logits[m.name] for m in members]  # fusion order
-    fused = fuse([np.asarray(z, np.float32).reshape(-1, 1) for z in ordered])
-    scores = sigmoid(np.asarray(fused).reshape(-1))
-    return labels, scores, {m.name: sigmoid(logits[m.name]) for m in members}
 
 
 def unique_names(names: Sequence[str]) -> list[str]:
@@ -186,8 +76,6 @@ def parse_weights(text: str | None) -> list[float] | None:
 
 def shared_validation_split(refs: Sequence[ModelRef]) -> tuple[list[str], list[int]] | None:
     """The validation images (paths, labels) every member's run used, if their ``split.csv`` agree."""
-    import pandas as pd
-
     found = []
     for ref in refs:
         path = ref.run_dir / SPLIT_FILE if ref.run_dir else None
@@ -208,31 +96,23 @@ def ensemble_threshold(
 
     Chosen as in training (balanced accuracy) on ``val_data`` (a folder evaluated like
     ``tfdeepfake.evaluate``'s), else on the members' shared validation split, else the weighted mean of
-    the members' thresholds (0.5 when one recorded none).
+    the members' thresholds (:data:`~tfdeepfake.DEFAULT_THRESHOLD` when one recorded none).
     """
-    from tfdeepfake import data as data_mod
-    from tfdeepfake.metrics import binary_metrics, choose_threshold
-
     if val_data is not None:
         index = data_mod.index_eval_folder(val_data)
-
-        def dataset_at(size: int) -> Any:
-            return data_mod.dataset_for(index, "test", image_size=size, batch_size=batch_size)
-
+        dataset_at = at_size(data_mod.dataset_for, index, "test", batch_size=batch_size)
         source = f"chosen on {val_data}"
     else:
         split = shared_validation_split(refs)
         if split is None:
             thresholds = [ref.threshold for ref in refs]
             if any(t is None for t in thresholds):
-                return 0.5, "0.5 (a member recorded no threshold)", None
+                return (DEFAULT_THRESHOLD, f"{DEFAULT_THRESHOLD} (a member recorded no threshold)",
+                        None)
             weights = split_ensemble(model)[1].normalised_weights(len(refs))
             mean = sum(w * t for w, t in zip(weights, thresholds, strict=True))
             return float(mean), "weighted mean of the members' thresholds", None
-
-        def dataset_at(size: int) -> Any:
-            return data_mod.make_dataset(*split, image_size=size, batch_size=batch_size, cache=False)
-
+        dataset_at = at_size(data_mod.make_dataset, *split, batch_size=batch_size, cache=False)
         source = "chosen on the members' shared validation split"
     labels, scores, _ = score_by_member(model, dataset_at)
     threshold = choose_threshold(labels, scores)
@@ -298,8 +178,6 @@ def _main(argv: list[str]) -> int:
                    help="also export for TensorFlow Serving to --export-root/NAME/VERSION (default: yes)")
     p.add_argument("--export-root", default="saved_models")
     args = cli.add_debug_flag(p).parse_args(argv)
-    from tfdeepfake.export import check_name
-
     # every flag and path checked before a member is loaded
     for run in args.runs:
         cli.input_path("RUN", run)
@@ -322,8 +200,6 @@ def _main(argv: list[str]) -> int:
     print(f"ensemble {args.name} ({args.mode} averaging of {members}; threshold "
           f"{info['threshold']:.4f}, {info['threshold_source']}) written to {out}")
     if args.export:
-        from tfdeepfake.export import describe_export, export_model
-
         print(describe_export(export_model(out, args.name, root=args.export_root)))
     return 0
 

@@ -14,8 +14,35 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tfdeepfake import cli
+import numpy as np
+
+from tfdeepfake import DEFAULT_THRESHOLD, cli
+from tfdeepfake import data as data_mod
+from tfdeepfake.data import DataIndex
+from tfdeepfake.metrics import evaluation_report
+from tfdeepfake.models.fusion import model_image_size
 from tfdeepfake.report import metrics_table
+from tfdeepfake.runs import load_model, resolve_model
+from tfdeepfake.scoring import at_size, score_by_member
+
+
+def evaluate_index(
+    model: Any, index: DataIndex, *, threshold: float | None, batch_size: int = 32,
+    image_size: int | None = None, cache: bool = True, per_member: bool = True,
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """``(figures, labels, P(fake))`` of a loaded model on the test split of ``index``.
+
+    Figures at :data:`~tfdeepfake.DEFAULT_THRESHOLD` and, under ``"tuned"``, at ``threshold`` (when
+    given); with ``per_member``, an ensemble's members' own figures under ``"members"`` (same pass).
+    Each member is fed at its own input size unless ``image_size`` is given.
+    """
+    dataset_at = at_size(data_mod.dataset_for, index, "test", batch_size=batch_size, cache=cache)
+    labels, scores, members = score_by_member(model, dataset_at, image_size=image_size)
+    result = evaluation_report(labels, scores, threshold)
+    if per_member and members:
+        result["members"] = {name: evaluation_report(labels, member_scores, threshold)
+                             for name, member_scores in members.items()}
+    return result, labels, scores
 
 
 def evaluate(
@@ -23,37 +50,28 @@ def evaluate(
     image_size: int | None = None, threshold: float | None = None,
 ) -> dict[str, Any]:
     """Score every image of ``data_dir``; return the metrics dict (JSON-ready)."""
-    from tfdeepfake import data as data_mod
-    from tfdeepfake.ensemble import score_by_member
-    from tfdeepfake.metrics import evaluation_report
-    from tfdeepfake.runs import load_model, model_image_size, resolve_model
-
     ref = resolve_model(model_path)
     model = load_model(ref.model_path)
     index = data_mod.index_eval_folder(data_dir)
-
-    def dataset_at(size: int) -> Any:
-        return data_mod.dataset_for(index, "test", image_size=image_size or size, batch_size=batch_size)
-
-    labels, scores, members = score_by_member(model, dataset_at)
     tuned = threshold if threshold is not None else ref.threshold
-    result = evaluation_report(labels, scores, tuned)
+    result, _, _ = evaluate_index(model, index, threshold=tuned, batch_size=batch_size,
+                                  image_size=image_size)
+    members = result.pop("members", None)
     result.update(
         model=str(ref.model_path), data=str(data_dir), image_size=image_size or model_image_size(model),
         skipped=[{"path": p, "reason": r} for p, r in index.skipped],
     )
     if members:  # each member's own figures, from the same pass
-        result["members"] = {name: evaluation_report(labels, member_scores, tuned)
-                             for name, member_scores in members.items()}
+        result["members"] = members
     return result
 
 
 def format_result(result: dict[str, Any]) -> str:
-    rows = {"@0.5": result}
+    rows = {f"@{DEFAULT_THRESHOLD}": result}
     if "tuned" in result:
         rows["@val threshold"] = result["tuned"]
     for name, res in result.get("members", {}).items():
-        rows[f"member {name} @0.5"] = res
+        rows[f"member {name} @{DEFAULT_THRESHOLD}"] = res
     text = [f"{result['model']} on {result['data']} ({result['n_images']} images: "
             f"{result['n_real']} real, {result['n_fake']} fake; {len(result['skipped'])} skipped)",
             metrics_table(rows), result["classification_report"]]

@@ -21,25 +21,34 @@ import json
 import shlex
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from tfdeepfake import cli
-from tfdeepfake.report import FIGURES
+import numpy as np
+import pandas as pd
 
-Log = Callable[[str], None]
-ENSEMBLE = "ensemble"
+from tfdeepfake import cli, demo, plots
+from tfdeepfake import data as data_mod
+from tfdeepfake.config import TrainConfig
+from tfdeepfake.console import Log, print_line
+from tfdeepfake.ensemble import create_ensemble
+from tfdeepfake.evaluate import evaluate_index
+from tfdeepfake.models import MODEL_NAMES
+from tfdeepfake.report import ENSEMBLE, experiment_report
+from tfdeepfake.robustness import plot_robustness, robustness_sweep
+from tfdeepfake.runs import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    load_model,
+    resolve_model,
+)
+from tfdeepfake.train import check_paths, read_history, train
+
 REPORT_FILE = "REPORT.md"
 RESULTS_FILE = "results.json"
-GOAL_ACCURACY = 0.95  # issue #6: ensemble test accuracy
-GOAL_CROSS_AUC = 0.95  # issue #6: ROC AUC on each cross-dataset folder
-
-
-def _log(message: str) -> None:
-    print(message, flush=True)
 
 
 @dataclass
@@ -66,20 +75,16 @@ class ExperimentConfig:
     out: str = "runs/experiment"
 
     def resolved_models(self) -> list[str]:
-        from tfdeepfake.models import MODEL_NAMES
-
-        models = list(self.models) or list(MODEL_NAMES)
-        unknown = [m for m in models if m not in MODEL_NAMES]
+        names = list(self.models) or list(MODEL_NAMES)
+        unknown = [m for m in names if m not in MODEL_NAMES]
         if unknown:
             raise ValueError(f"unknown model(s) {unknown}; expected some of {list(MODEL_NAMES)}")
-        return models
+        return names
 
 
 # ------------------------------------------------------------------------------------------ training
 def base_train_config(cfg: ExperimentConfig, model: str) -> Any:
     """The ``TrainConfig`` of one member (``cfg.train_config`` as the base, if given)."""
-    from tfdeepfake.config import TrainConfig
-
     base = TrainConfig.load(cfg.train_config).for_model(model).to_dict() if cfg.train_config else {}
     base.update(
         model=model, data=cfg.data, test_data=[], image_size=cfg.image_size, batch_size=cfg.batch_size,
@@ -91,17 +96,15 @@ def base_train_config(cfg: ExperimentConfig, model: str) -> Any:
     return TrainConfig.from_dict(base)
 
 
-def train_models(cfg: ExperimentConfig, log: Log = _log) -> dict[str, Path]:
+def train_models(cfg: ExperimentConfig, log: Log = print_line) -> dict[str, Path]:
     """Train every model of ``cfg``; return ``{model: run folder}`` (``OUT/runs/<model>``)."""
-    from tfdeepfake.train import train
-
-    models = cfg.resolved_models()
+    names = cfg.resolved_models()
     runs: dict[str, Path] = {}
     deadline = None if cfg.budget_minutes is None else time.monotonic() + 60 * cfg.budget_minutes
-    for i, name in enumerate(models):
+    for i, name in enumerate(names):
         config = base_train_config(cfg, name)
         if deadline is not None:
-            share = max(1.0, deadline - time.monotonic()) / (len(models) - i)
+            share = max(1.0, deadline - time.monotonic()) / (len(names) - i)
             config.time_limit_minutes = share / 60
             log(f"{name}: budget share {share / 60:.1f} min (training stops before overrunning it)")
         runs[name] = train(config, log=log)
@@ -110,8 +113,6 @@ def train_models(cfg: ExperimentConfig, log: Log = _log) -> dict[str, Path]:
 
 def find_runs(root: str | Path) -> dict[str, Path]:
     """``{name: run folder}`` for every finished run (``model.keras`` + ``metrics.json``) under ``root``."""
-    from tfdeepfake.runs import METRICS_FILE, MODEL_FILE
-
     root = Path(root)
     if not root.is_dir():
         return {}
@@ -121,8 +122,6 @@ def find_runs(root: str | Path) -> dict[str, Path]:
 
 
 def _read_metrics(run: Path) -> dict[str, Any]:
-    from tfdeepfake.runs import METRICS_FILE
-
     return json.loads((Path(run) / METRICS_FILE).read_text())
 
 
@@ -137,21 +136,16 @@ def select_members(runs: Mapping[str, Path], k: int = 3) -> list[str]:
     return sorted(runs, key=key, reverse=True)[:max(1, k)]
 
 
-def build_ensemble(runs: Mapping[str, Path], members: Sequence[str], root: str | Path,
-                   name: str = "experiment") -> Path:
+def ensemble_runs(runs: Mapping[str, Path], members: Sequence[str], root: str | Path,
+                  name: str = "experiment") -> Path:
     """The averaging ensemble of ``members`` as ``ROOT/ensemble-NAME`` (threshold chosen on the members'
     shared validation split, see :func:`tfdeepfake.ensemble.create_ensemble`)."""
-    from tfdeepfake.ensemble import create_ensemble
-
     return create_ensemble([runs[m] for m in members], name, root=root)
 
 
 # ---------------------------------------------------------------------------------------- evaluation
 def eval_sets(cfg: ExperimentConfig) -> dict[str, Any]:
     """``{label: DataIndex with a "test" split}``: ``test`` first, then each cross-dataset folder."""
-    from tfdeepfake import data as data_mod
-    from tfdeepfake import demo
-
     if cfg.test_data:
         sets = {"test": data_mod.index_eval_folder(cfg.test_data)}
     else:  # the test split carved from --data, as train made it
@@ -165,45 +159,30 @@ def eval_sets(cfg: ExperimentConfig) -> dict[str, Any]:
 
 
 def evaluate_models(models: Mapping[str, Path], sets: Mapping[str, Any], *, batch_size: int = 32,
-                    log: Log = _log) -> dict[str, dict[str, Any]]:
+                    log: Log = print_line) -> dict[str, dict[str, Any]]:
     """Score every model (run folder) on every set; ``{model: {set: figures + labels/scores}}``.
 
     Figures as ``tfdeepfake.evaluate``: at 0.5 and, under ``tuned``, at the run's validation threshold.
     """
-    import numpy as np
-
-    from tfdeepfake import data as data_mod
-    from tfdeepfake.ensemble import score_by_member
-    from tfdeepfake.metrics import evaluation_report
-    from tfdeepfake.runs import load_model, resolve_model
-
     results: dict[str, dict[str, Any]] = {}
     for name, path in models.items():
         ref = resolve_model(path)
         model = load_model(ref.model_path)
         results[name] = {}
         for label, index in sets.items():
-            def dataset_at(size: int, index: Any = index) -> Any:
-                return data_mod.dataset_for(index, "test", image_size=size, batch_size=batch_size,
-                                            cache=False)
-
-            y, p, _ = score_by_member(model, dataset_at)
-            res = evaluation_report(y, p, ref.threshold)
+            res, y, p = evaluate_index(model, index, threshold=ref.threshold, batch_size=batch_size,
+                                       cache=False, per_member=False)
             res["labels"], res["scores"] = np.asarray(y).tolist(), np.round(p, 6).tolist()
             results[name][label] = res
             log(f"{name} on {label}: accuracy {res['accuracy']:.4f}, ROC AUC {res['roc_auc']:.4f}")
     return results
 
 
-def robustness(models: Mapping[str, Path], index: Any, *, max_images: int | None = 300,
-               levels: Mapping[str, Sequence[float]] | None = None, batch_size: int = 32, seed: int = 0,
-               log: Log = _log) -> Any:
+def robustness_sweeps(models: Mapping[str, Path], index: Any, *, max_images: int | None = 300,
+                      levels: Mapping[str, Sequence[float]] | None = None, batch_size: int = 32,
+                      seed: int = 0, log: Log = print_line) -> Any:
     """The robustness sweep of every model on ``index``'s test split, as one DataFrame (``levels``:
     default :data:`tfdeepfake.robustness.DEFAULT_LEVELS`)."""
-    import pandas as pd
-
-    from tfdeepfake.robustness import robustness_sweep
-
     frames = []
     for name, path in models.items():
         started = time.perf_counter()
@@ -211,31 +190,6 @@ def robustness(models: Mapping[str, Path], index: Any, *, max_images: int | None
                                        seed=seed, name=name))
         log(f"robustness sweep of {name}: {time.perf_counter() - started:.0f} s")
     return pd.concat(frames, ignore_index=True)
-
-
-# -------------------------------------------------------------------------------------------- report
-def _fmt(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return "n/a" if value != value else f"{value:.{digits}f}"
-    return str(value)
-
-
-def comparison_table(results: Mapping[str, Mapping[str, Any]], set_label: str,
-                     info: Mapping[str, Mapping[str, Any]]) -> str:
-    """Markdown: one row per model on ``set_label``: figures at 0.5, accuracy at the validation
-    threshold, parameters, epochs and training time (``info[model]``)."""
-    head = ("| model | " + " | ".join(FIGURES) + " | accuracy @val thr | params | epochs (best) "
-            "| train s |")
-    lines = [head, "|" + "---|" * (len(FIGURES) + 5)]
-    for name, per_set in results.items():
-        res, meta = per_set[set_label], info.get(name, {})
-        tuned = res.get("tuned", {}).get("accuracy")
-        lines.append(f"| {name} | " + " | ".join(_fmt(res.get(k)) for k in FIGURES)
-                     + f" | {_fmt(tuned)} | {meta.get('params', 0):,} | {meta.get('epochs', '')} "
-                     f"| {_fmt(meta.get('train_seconds'), 1)} |")
-    return "\n".join(lines) + "\n"
 
 
 def model_info(runs: Mapping[str, Path], ensemble_dir: Path | None, members: Sequence[str]
@@ -254,32 +208,9 @@ def model_info(runs: Mapping[str, Path], ensemble_dir: Path | None, members: Seq
     return info
 
 
-def goal_lines(results: Mapping[str, Mapping[str, Any]], sets: Sequence[str]) -> list[str]:
-    """The issue's accuracy goals for the ensemble, met or missed and by how much."""
-    ens = results.get(ENSEMBLE)
-    if ens is None:
-        return []
-    lines = []
-    acc = ens["test"]["accuracy"]
-    verdict = "met" if acc >= GOAL_ACCURACY else f"MISSED by {100 * (GOAL_ACCURACY - acc):.1f} points"
-    lines.append(f"- ensemble test accuracy (threshold 0.5) ≥ {GOAL_ACCURACY:.0%}: "
-                 f"{100 * acc:.1f} % — {verdict}")
-    for label in sets:
-        if label == "test":
-            continue
-        auc = ens[label]["roc_auc"]
-        verdict = "met" if auc >= GOAL_CROSS_AUC else f"MISSED by {GOAL_CROSS_AUC - auc:.3f}"
-        lines.append(f"- ensemble ROC AUC on {label} ≥ {GOAL_CROSS_AUC}: {auc:.3f} — {verdict}")
-    return lines
-
-
 def write_plots(out: Path, runs: Mapping[str, Path], results: Mapping[str, Mapping[str, Any]],
                 robust: Any | None) -> list[str]:
     """Training curves per run, test confusion matrix per model, ROC per set, robustness curves."""
-    from tfdeepfake import plots
-    from tfdeepfake.robustness import plot_robustness
-    from tfdeepfake.train import read_history
-
     files = []
     for name, run in runs.items():
         history = read_history(Path(run) / "history.csv")
@@ -300,86 +231,21 @@ def write_plots(out: Path, runs: Mapping[str, Path], results: Mapping[str, Mappi
     return files
 
 
-def _data_line(label: str, index: Any) -> str:
-    counts = index.counts()
-    parts = ", ".join(f"{s} {c.get('real', 0)} real / {c.get('fake', 0)} fake" for s, c in counts.items()
-                      if s != "unused")
-    return f"- {label}: `{index.root}` — {parts}; skipped unreadable files: {len(index.skipped)}"
-
-
 def write_report(cfg: ExperimentConfig, runs: Mapping[str, Path], members: Sequence[str],
                  ensemble_dir: Path | None, sets: Mapping[str, Any],
                  results: Mapping[str, Mapping[str, Any]], robust: Any | None,
                  command: str | None = None, wall_seconds: float | None = None) -> Path:
-    """``OUT/REPORT.md`` plus plots and ``results.json``; return the report's path."""
-    from tfdeepfake.config import TrainConfig, versions
-    from tfdeepfake.robustness import markdown_table
-
+    """``OUT/REPORT.md`` (:func:`tfdeepfake.report.experiment_report`) plus plots and ``results.json``;
+    return the report's path."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     info = model_info(runs, ensemble_dir, members)
     files = write_plots(out, runs, results, robust)
     first_run = next(iter(runs.values()))
-    train_cfg = json.loads((Path(first_run) / "config.json").read_text())
-    v = versions()
-    lines = ["# tfdeepfake experiment report", ""]
-    if command:
-        lines += ["```", command, "```", ""]
-    lines += [
-        f"Generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} on {v['processor']} "
-        f"(TensorFlow {v['tensorflow']}, Keras {v['keras']}, Python {v['python']})"
-        + (f"; wall time {wall_seconds / 60:.1f} min." if wall_seconds else "."),
-        "",
-        "## Data",
-        "",
-        f"- training: `{cfg.data or 'built-in SYNTHETIC demo data (not real faces)'}` "
-        f"({'train/val split only' if cfg.test_data else 'train/val/test split'}, seed {cfg.seed}, "
-        "training split class-balanced)",
-        *[_data_line(label, index) for label, index in sets.items()],
-        "",
-        "## Setup",
-        "",
-        f"- models: {', '.join(runs)}; image size {cfg.image_size} px; batch {cfg.batch_size}; optimizer "
-        f"{train_cfg['optimizer']} (lr {train_cfg['lr']}), L2 {train_cfg['l2']}, dropout "
-        f"{TrainConfig.from_dict(train_cfg).dropout_label}; augmentation flip/JPEG/blur "
-        f"{train_cfg['augment_flip']}/{train_cfg['augment_jpeg']}/{train_cfg['augment_blur']}; "
-        f"early-stopping patience {train_cfg['patience']}"
-        + (f"; training budget {cfg.budget_minutes} min in all" if cfg.budget_minutes else ""),
-        f"- ensemble: probability average of the {len(members)} best member(s) by validation ROC AUC: "
-        f"{', '.join(members)}" if ensemble_dir else "- no ensemble",
-        "- every choice (epochs by early stopping on validation loss, thresholds, ensemble members) uses "
-        "the validation split only; test and cross-dataset folders are only scored.",
-        "- fake is the positive class: precision, recall, F1 and AP are the binary figures for fake; "
-        "figures are at threshold 0.5 unless marked `@val thr` (the threshold chosen on validation).",
-        "",
-    ]
-    goals = goal_lines(results, list(sets))
-    if goals:
-        lines += ["## Goals of issue #6", "", *goals, ""]
-    lines += ["## Validation (the basis of every choice)", "",
-              "| model | accuracy | roc_auc | threshold |", "|---|---|---|---|"]
-    for name, meta in info.items():
-        val = meta.get("val", {})
-        lines.append(f"| {name} | {_fmt(val.get('accuracy'))} | {_fmt(val.get('roc_auc'))} | "
-                     f"{_fmt(val.get('threshold'))} |")
-    lines.append("")
-    for label in sets:
-        title = "Test folder" if label == "test" else f"Cross-dataset: {label}"
-        lines += [f"## {title}", "", comparison_table(results, label, info),
-                  f"![ROC {label}](roc-{label}.png)", ""]
-    lines += ["## Confusion matrices (test, threshold 0.5)", "",
-              " ".join(f"![{f}]({f})" for f in files if f.startswith("confusion-")), "",
-              "## Training curves", "",
-              " ".join(f"![{f}]({f})" for f in files if f.startswith("curves-")), ""]
-    if robust is not None and len(robust):
-        n = int(robust["n_images"].iloc[0])
-        lines += ["## Robustness (test folder)", "",
-                  f"{n} test images (seeded, class-stratified sample), each perturbed at its stored "
-                  "resolution and then resized by the model pipeline; accuracy at threshold 0.5.", "",
-                  "![robustness](robustness.png)", "", "Accuracy:", "", markdown_table(robust, "accuracy"),
-                  "ROC AUC:", "", markdown_table(robust, "roc_auc")]
+    train_cfg = json.loads((Path(first_run) / CONFIG_FILE).read_text())
     path = out / REPORT_FILE
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(experiment_report(cfg, runs, members, ensemble_dir, sets, results, robust, info,
+                                      files, train_cfg, command=command, wall_seconds=wall_seconds))
     slim = {name: {label: {k: v for k, v in res.items() if k not in ("labels", "scores")}
                    for label, res in per_set.items()} for name, per_set in results.items()}
     payload = {"config": asdict(cfg), "members": list(members), "results": slim, "info": info,
@@ -389,7 +255,7 @@ def write_report(cfg: ExperimentConfig, runs: Mapping[str, Path], members: Seque
 
 
 # ------------------------------------------------------------------------------------------- driver
-def run_experiment(cfg: ExperimentConfig, *, command: str | None = None, log: Log = _log) -> Path:
+def run_experiment(cfg: ExperimentConfig, *, command: str | None = None, log: Log = print_line) -> Path:
     """Every step in order; return the path of ``REPORT.md``."""
     started = time.perf_counter()
     out = Path(cfg.out)
@@ -397,14 +263,14 @@ def run_experiment(cfg: ExperimentConfig, *, command: str | None = None, log: Lo
     (out / "experiment.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     runs = train_models(cfg, log)
     members = select_members(runs, cfg.ensemble_size)
-    ensemble_dir = build_ensemble(runs, members, out / "runs")
+    ensemble_dir = ensemble_runs(runs, members, out / "runs")
     log(f"ensemble of {', '.join(members)} written to {ensemble_dir}")
     sets = eval_sets(cfg)
     models = {**runs, ENSEMBLE: ensemble_dir}
     results = evaluate_models(models, sets, batch_size=cfg.batch_size, log=log)
     robust = None
     if cfg.robustness_images != 0:
-        robust = robustness(models, sets["test"], max_images=cfg.robustness_images,
+        robust = robustness_sweeps(models, sets["test"], max_images=cfg.robustness_images,
                             batch_size=cfg.batch_size, seed=cfg.seed, log=log)
     report = write_report(cfg, runs, members, ensemble_dir, sets, results, robust, command=command,
                           wall_seconds=time.perf_counter() - started)
@@ -413,8 +279,6 @@ def run_experiment(cfg: ExperimentConfig, *, command: str | None = None, log: Lo
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tfdeepfake.models import MODEL_NAMES
-
     d = ExperimentConfig()
     p = argparse.ArgumentParser(
         prog="python -m tfdeepfake.experiment",
@@ -461,8 +325,6 @@ def _main(argv: list[str]) -> int:
         robustness_images=args.robustness_images,
         seed=args.seed, train_config=args.train_config, out=args.out)
     command = "python -m tfdeepfake.experiment " + shlex.join(argv)
-    from tfdeepfake.train import check_paths
-
     for model in cfg.resolved_models():  # each member's config and run folder, before any training
         check_paths(base_train_config(cfg, model).validate())
     run_experiment(cfg, command=command)

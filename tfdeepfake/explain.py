@@ -19,12 +19,18 @@ logit with respect to it, sums, keeps the positive part and upsamples the map to
 
 from __future__ import annotations
 
+import argparse
 import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tfdeepfake import CLASS_NAMES, cli
+from tfdeepfake.faces import detect_faces
+from tfdeepfake.media import MediaError, read_image
+from tfdeepfake.scorer import load_scorer
 
 FEATURES_LAYER = "features"
 TARGETS = ("predicted", "fake", "real")
@@ -35,25 +41,16 @@ _GRAD_MODELS: weakref.WeakKeyDictionary[Any, tuple[Any, bool]] = weakref.WeakKey
 
 
 # --------------------------------------------------------------------------------------------- models
-def members(model: Any) -> list[Any]:
-    """The members of an ensemble in fusion order (``tfdeepfake.ensemble``), else the sub-models nested
-    directly in ``model``; empty for a single model."""
-    import keras
+def _members(model: Any) -> list[Any]:
+    """:func:`tfdeepfake.models.fusion.ensemble_members`, imported on first use (it loads Keras)."""
+    from tfdeepfake.models.fusion import ensemble_members
 
-    try:
-        from tfdeepfake.ensemble import split_ensemble
-    except ImportError:  # pragma: no cover - ensemble support is optional here
-        split_ensemble = None
-    if split_ensemble is not None:
-        found, fuse = split_ensemble(model)
-        if fuse is not None:
-            return list(found)
-    return [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    return ensemble_members(model)
 
 
 def is_ensemble(model: Any) -> bool:
     """True when ``model`` has no feature layer of its own but nests member models."""
-    return not _has_layer(model, FEATURES_LAYER) and bool(members(model))
+    return not _has_layer(model, FEATURES_LAYER) and bool(_members(model))
 
 
 def _has_layer(model: Any, name: str) -> bool:
@@ -157,7 +154,7 @@ def heatmaps(model: Any, image: Any, *, target: str = "predicted") -> dict[str, 
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     image = _check_image(image)
     if is_ensemble(model):
-        return {m.name: _single_gradcam(m, image, target) for m in members(model)}
+        return {m.name: _single_gradcam(m, image, target) for m in _members(model)}
     return {model.name: _single_gradcam(model, image, target)}
 
 
@@ -248,10 +245,6 @@ def explain_files(model: str | Path, images: list[str | Path], *, faces: bool = 
     largest face (1.3x box) instead of the whole image; ``target="predicted"`` explains the verdict at
     the model's threshold.
     """
-    from tfdeepfake import CLASS_NAMES
-    from tfdeepfake.media import MediaError, read_image
-    from tfdeepfake.predict import load_scorer
-
     scorer = load_scorer(model, threshold=threshold)
     keras_model = scorer.keras_model()
     rows = []
@@ -261,8 +254,6 @@ def explain_files(model: str | Path, images: list[str | Path], *, faces: bool = 
         except MediaError as exc:
             raise MediaError(f"{path}: {exc}") from None
         if faces:
-            from tfdeepfake.faces import detect_faces
-
             found = detect_faces(image)
             if not found:
                 raise ValueError(f"{path}: no face found")
@@ -282,10 +273,6 @@ def explain_files(model: str | Path, images: list[str | Path], *, faces: bool = 
 
 
 def build_parser() -> Any:
-    import argparse
-
-    from tfdeepfake import cli
-
     p = argparse.ArgumentParser(prog="python -m tfdeepfake.explain",
                                 description="Grad-CAM figure for a few images (one row per image).")
     p.add_argument("model", help="run folder, .keras file, or SavedModel with its .keras beside it")
@@ -299,8 +286,6 @@ def build_parser() -> Any:
 
 
 def _main(argv: list[str]) -> int:
-    from tfdeepfake import cli
-
     args = build_parser().parse_args(argv)
     cli.input_path("MODEL", args.model)  # every path checked before the model is loaded
     for image in args.images:
@@ -313,8 +298,6 @@ def _main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tfdeepfake import cli
-
     return cli.run_cli(_main, argv)
 
 

@@ -14,7 +14,7 @@ Both return ``probability_fake`` float32 ``[batch]``, ``label`` int64 ``[batch]`
 Beside the version folders: ``NAME.keras`` (the Keras model of the newest version) and
 ``models.config`` for ``tensorflow_model_server --model_config_file``. ``VERSION/assets.extra/
 tfdeepfake.json`` records the threshold and the members (size, input representation, flip averaging; TF
-Serving ignores it).
+Serving ignores it); ``tfdeepfake.savedmodel`` reads all of it back.
 """
 
 from __future__ import annotations
@@ -27,16 +27,16 @@ import shutil
 import sys
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tfdeepfake import cli
+from tfdeepfake import DEFAULT_THRESHOLD, cli
+from tfdeepfake.data import decode_tf
+from tfdeepfake.runs import load_model, resolve_model
+from tfdeepfake.savedmodel import INFO_FILE, SIGNATURES, version_numbers
 
-INFO_FILE = Path("assets.extra") / "tfdeepfake.json"
 MODELS_CONFIG = "models.config"
-SIGNATURES = ("serving_default", "predict_bytes")
-OUTPUTS = ("probability_fake", "label", "members")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
@@ -47,31 +47,9 @@ def check_name(name: str) -> str:
     return name
 
 
-def versions(model_root: str | Path) -> list[int]:
-    """The version numbers under ``model_root`` (folders named by an integer), ascending."""
-    root = Path(model_root)
-    if not root.is_dir():
-        return []
-    return sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit())
-
-
 def next_version(model_root: str | Path) -> int:
     """One more than the newest version (1 when there is none)."""
-    return max(versions(model_root), default=0) + 1
-
-
-def latest_version(model_root: str | Path) -> tuple[int, Path]:
-    """``(version, folder)`` of the newest version; ``FileNotFoundError`` when there is none."""
-    found = versions(model_root)
-    if not found:
-        raise FileNotFoundError(f"{model_root}: no version folder (1/, 2/, ...) holding a SavedModel")
-    return found[-1], Path(model_root) / str(found[-1])
-
-
-def read_export_info(version_dir: str | Path) -> dict[str, Any]:
-    """The ``tfdeepfake.json`` written beside an export (empty when the folder has none)."""
-    path = Path(version_dir) / INFO_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return max(version_numbers(model_root), default=0) + 1
 
 
 def models_config(name: str) -> str:
@@ -82,24 +60,23 @@ def models_config(name: str) -> str:
 
 
 def _member_resizer(member: Any) -> Any:
-    """The member's own ``resize`` layer (a plain bilinear ``Resizing`` to its size if it has none)."""
+    """The member's own resize layer (a plain bilinear ``Resizing`` to its size if it has none)."""
     import keras
 
-    from tfdeepfake.runs import model_image_size
+    from tfdeepfake.models.fusion import model_image_size, resize_layer
 
-    try:
-        return member.get_layer("resize")
-    except ValueError:
-        size = model_image_size(member)
-        return keras.layers.Resizing(size, size, interpolation="bilinear", dtype="float32")
+    found = resize_layer(member)
+    if found is not None:
+        return found
+    size = model_image_size(member)
+    return keras.layers.Resizing(size, size, interpolation="bilinear", dtype="float32")
 
 
 def serving_functions(model: Any, threshold: float) -> dict[str, tuple[Any, list[Any]]]:
     """``{signature: (fn, input_signature)}`` for ``serving_default`` and ``predict_bytes``."""
     import tensorflow as tf
 
-    from tfdeepfake.data import decode_tf
-    from tfdeepfake.ensemble import split_ensemble
+    from tfdeepfake.models.fusion import split_ensemble
 
     members, fuse = split_ensemble(model)
     resizers = [_member_resizer(m) for m in members]
@@ -138,13 +115,12 @@ def export_model(
     """Export a Keras model, ``.keras`` file or run folder to ``ROOT/NAME/VERSION/``; return that folder.
 
     ``threshold`` (for ``label``) defaults to the run's validation threshold when given a run folder
-    that recorded one, else 0.5.
+    that recorded one, else :data:`~tfdeepfake.DEFAULT_THRESHOLD`.
     """
     import keras
 
-    from tfdeepfake.ensemble import split_ensemble
     from tfdeepfake.models import has_tta_flip, model_representation
-    from tfdeepfake.runs import load_model, model_image_size, resolve_model
+    from tfdeepfake.models.fusion import model_image_size, split_ensemble
 
     check_name(name)
     source: Path | None = None
@@ -155,7 +131,7 @@ def export_model(
             threshold = ref.threshold
     else:
         model = model_or_path
-    threshold = 0.5 if threshold is None else float(threshold)
+    threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1]; got {threshold}")
 
@@ -180,7 +156,7 @@ def export_model(
         "members": [{"name": m.name, "image_size": model_image_size(m), "input": model_representation(m),
                      "tta_flip": has_tta_flip(m)} for m in members],
         "source": str(source) if source else None, "signatures": list(SIGNATURES),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     while True:  # another export may take a number meanwhile: rename fails, try the next one
         version = next_version(base)
@@ -227,7 +203,8 @@ def _main(argv: list[str]) -> int:
     p.add_argument("--name", required=True, help="model name: writes ROOT/NAME/VERSION/")
     p.add_argument("--root", default="saved_models", help="(default: %(default)s)")
     p.add_argument("--threshold", type=cli.threshold, default=None,
-                   help="P(fake) at which label = 1 (default: the run's validation threshold, else 0.5)")
+                   help="P(fake) at which label = 1 (default: the run's validation threshold, else "
+                        f"{DEFAULT_THRESHOLD})")
     args = cli.add_debug_flag(p).parse_args(argv)
     cli.input_path("MODEL", args.model)  # checked before the model is loaded
     check_name(args.name)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tfdeepfake.data import DataError, decode_tf, load_image
+
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".jfif", ".ppm", ".pgm"}
 )
@@ -63,8 +65,6 @@ def undecodable_reason(data: bytes) -> str | None:
     import tensorflow as tf
     from PIL import Image
 
-    from tfdeepfake.data import decode_tf
-
     try:
         decode_tf(tf.constant(data, tf.string))
         return None
@@ -108,8 +108,6 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
 
 def read_image(path: str | Path) -> np.ndarray:
     """One image file -> uint8 RGB ``(h, w, 3)``, with the pixels the training pipeline sees."""
-    from tfdeepfake.data import DataError, load_image
-
     path = Path(path)
     if not path.exists():
         raise MediaError("file not found")

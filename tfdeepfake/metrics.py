@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-from tfdeepfake import CLASS_NAMES
+from tfdeepfake import CLASS_NAMES, DEFAULT_THRESHOLD
 
 
 def _as_arrays(labels: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -48,11 +48,11 @@ def logit_loss(labels: Any, logits: Any) -> float:
 def choose_threshold(labels: Any, scores: Any) -> float:
     """Pick the threshold that maximises balanced accuracy (Youden's J) on validation scores.
 
-    Falls back to 0.5 when only one class is present.
+    Falls back to :data:`~tfdeepfake.DEFAULT_THRESHOLD` when only one class is present.
     """
     y, p = _as_arrays(labels, scores)
     if len(np.unique(y)) < 2:
-        return 0.5
+        return DEFAULT_THRESHOLD
     fpr, tpr, thresholds = skm.roc_curve(y, p)
     j = tpr - fpr
     best = int(np.argmax(j))
@@ -61,7 +61,7 @@ def choose_threshold(labels: Any, scores: Any) -> float:
     return float(np.clip(t, 0.0, 1.0))
 
 
-def binary_metrics(labels: Any, scores: Any, threshold: float = 0.5) -> dict[str, Any]:
+def binary_metrics(labels: Any, scores: Any, threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
     """All figures for scores (probability of fake) against labels at ``threshold``.
 
     Keys: accuracy, precision, recall, f1, roc_auc, average_precision, eer, confusion_matrix
@@ -92,8 +92,9 @@ def binary_metrics(labels: Any, scores: Any, threshold: float = 0.5) -> dict[str
 
 
 def evaluation_report(labels: Any, scores: Any, tuned_threshold: float | None) -> dict[str, Any]:
-    """Metrics at 0.5 (top level) plus, under ``"tuned"``, at the threshold chosen on validation."""
-    result = binary_metrics(labels, scores, 0.5)
+    """Metrics at :data:`~tfdeepfake.DEFAULT_THRESHOLD` (top level) plus, under ``"tuned"``, at the
+    threshold chosen on validation."""
+    result = binary_metrics(labels, scores, DEFAULT_THRESHOLD)
     if tuned_threshold is not None:
         result["tuned"] = binary_metrics(labels, scores, tuned_threshold)
     return result

@@ -14,8 +14,8 @@
 * Unreadable files are reported on their row with the reason and the run goes on; the exit code is 1
   only when nothing could be read (2 for a bad MODEL or bad arguments).
 
-:func:`load_scorer` turns any MODEL kind into one callable, ``scorer(images) -> Scores``, shared by the
-CLI, notebooks and the web page.
+:func:`tfdeepfake.scorer.load_scorer` turns any MODEL kind into one callable, ``scorer(images) -> Scores``;
+this module walks the inputs, batches them, and writes the rows.
 """
 
 from __future__ import annotations
@@ -33,199 +33,18 @@ from typing import Any
 import numpy as np
 
 from tfdeepfake import CLASS_NAMES, cli
+from tfdeepfake.explain import heatmaps, panel, save_png
+from tfdeepfake.faces import Box, get_detector
 from tfdeepfake.hardware import set_inference_env
-from tfdeepfake.media import DEFAULT_FRAMES, MediaError, expand_paths, is_video, read_image
+from tfdeepfake.media import (
+    DEFAULT_FRAMES,
+    MediaError,
+    expand_paths,
+    is_video,
+    read_image,
+)
 from tfdeepfake.media import read_video_frames as _read_video_frames
-
-DEFAULT_THRESHOLD = 0.5
-SAVED_MODEL_FILE = "saved_model.pb"
-SIGNATURE = "serving_default"
-
-Box = tuple[int, int, int, int]
-
-
-# ------------------------------------------------------------------------------------------ scoring
-@dataclass
-class Scores:
-    """Scores of a list of images: P(fake), the 0/1 label and, for an ensemble, each member's P(fake)."""
-
-    probability_fake: np.ndarray  # (n,) float64
-    label: np.ndarray  # (n,) int, 1 = fake
-    members: np.ndarray | None = None  # (n, n_members) float64
-
-
-@dataclass
-class Scorer:
-    """Any MODEL kind as ``scorer(images_uint8_list) -> Scores``.
-
-    ``threshold`` labels the scores (``None``: a SavedModel's own ``label`` output is used);
-    ``verdict_threshold`` is the number used for aggregates (video verdicts).
-    """
-
-    kind: str  # "keras" or "savedmodel"
-    name: str
-    source: Path
-    threshold: float | None
-    verdict_threshold: float = DEFAULT_THRESHOLD
-    member_names: tuple[str, ...] = ()
-    batch_size: int = 32
-    model: Any = None  # the Keras model ("keras") or the loaded SavedModel ("savedmodel")
-    keras_path: Path | None = None  # a .keras file for Grad-CAM (beside a SavedModel, if any)
-    _keras_model: Any = field(default=None, repr=False)
-
-    def __call__(self, images: Sequence[np.ndarray]) -> Scores:
-        """Score raw RGB images (any sizes); each one is fed at its own size (the model resizes)."""
-        n = len(images)
-        probs = np.zeros(n)
-        labels = np.zeros(n, dtype=int)
-        members = np.zeros((n, len(self.member_names))) if self.member_names else None
-        for idx in _batches_by_shape(images, self.batch_size):
-            batch = np.stack([np.asarray(images[i]) for i in idx])
-            p, lab, mem = self._score_batch(batch)
-            probs[idx], labels[idx] = p, lab
-            if members is not None and mem is not None:
-                members[idx] = mem
-        return Scores(probs, labels, members)
-
-    def _score_batch(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        if self.kind == "savedmodel":
-            return self._score_saved_model(batch)
-        from tfdeepfake.ensemble import score_by_member
-        from tfdeepfake.explain import members
-        from tfdeepfake.runs import predict_scores
-
-        batches = [(batch.astype(np.float32), np.zeros(len(batch), int))]
-        # an ensemble: each member once, then its own fusion of their logits
-        _, probs, by_member = score_by_member(self.model, lambda _size: batches)
-        mem = None
-        if by_member:
-            mem = np.stack([by_member[name] for name in self.member_names], axis=1)
-        elif self.member_names:  # sub-models nested without a tfdeepfake fuse layer
-            mem = np.stack([predict_scores(m, batches)[1] for m in members(self.model)], axis=1)
-        return probs, (probs >= self.verdict_threshold).astype(int), mem
-
-    def _score_saved_model(self, batch: np.ndarray
-                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        import tensorflow as tf
-
-        fn = self.model.signatures[SIGNATURE]
-        key = next(iter(fn.structured_input_signature[1]))
-        out = fn(**{key: tf.constant(batch.astype(np.uint8))})
-        probs = np.asarray(out["probability_fake"], dtype=np.float64).reshape(-1)
-        if self.threshold is None and "label" in out:
-            labels = np.asarray(out["label"]).reshape(-1).astype(int)
-        else:
-            labels = (probs >= self.verdict_threshold).astype(int)
-        mem = None
-        if self.member_names and "members" in out:
-            mem = np.asarray(out["members"], dtype=np.float64).reshape(len(batch), -1)
-        return probs, labels, mem
-
-    def keras_model(self) -> Any:
-        """The Keras model for Grad-CAM; ``ValueError`` for a SavedModel with no ``.keras`` beside it."""
-        if self.kind == "keras":
-            return self.model
-        if self._keras_model is None:
-            if self.keras_path is None:
-                raise ValueError(
-                    f"{self.source} is a SavedModel without a .keras file beside it: Grad-CAM needs "
-                    "the Keras model; pass its run folder or .keras file as MODEL to use --explain")
-            from tfdeepfake.runs import load_model
-
-            self._keras_model = load_model(self.keras_path)
-        return self._keras_model
-
-
-def _batches_by_shape(images: Sequence[np.ndarray], batch_size: int) -> list[list[int]]:
-    """Indices grouped by image shape (same-shape images share a batch), in first-seen order."""
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, image in enumerate(images):
-        groups.setdefault(tuple(np.shape(image)), []).append(i)
-    return [idx[k:k + batch_size] for idx in groups.values() for k in range(0, len(idx), batch_size)]
-
-
-def find_saved_model(path: str | Path) -> Path | None:
-    """The SavedModel version folder for ``saved_models/NAME`` (its newest version) or a version."""
-    path = Path(path)
-    if (path / SAVED_MODEL_FILE).is_file():
-        return path
-    if not path.is_dir():
-        return None
-    numbered = sorted((int(p.name), p) for p in path.iterdir()
-                      if p.name.isdigit() and (p / SAVED_MODEL_FILE).is_file())
-    return numbered[-1][1] if numbered else None
-
-
-def keras_beside(version_dir: str | Path) -> Path | None:
-    """The ``.keras`` file saved with an export, for Grad-CAM.
-
-    ``NAME/VERSION.keras`` if there is one; else ``NAME/NAME.keras`` (what ``tfdeepfake.export`` writes:
-    the Keras model of the newest version), used only when ``version_dir`` is that newest version.
-    """
-    version_dir = Path(version_dir)
-    base = version_dir.parent
-    exact = base / f"{version_dir.name}.keras"
-    if exact.is_file():
-        return exact
-    newest = find_saved_model(base)
-    if newest is None or newest.resolve() != version_dir.resolve():
-        return None
-    named = base / f"{base.name}.keras"
-    if named.is_file():
-        return named
-    found = [p for p in base.glob("*.keras") if not p.name.startswith(".")]
-    return found[0] if len(found) == 1 else None
-
-
-def load_scorer(model: str | Path, *, threshold: float | None = None,
-                batch_size: int = 32) -> Scorer:
-    """A run folder, ``.keras`` file or SavedModel (NAME or NAME/VERSION folder) -> :class:`Scorer`.
-
-    ``threshold=None`` uses the run's validation threshold (Keras; else 0.5) or the SavedModel's own
-    ``label`` output. Raises ``FileNotFoundError`` / ``ValueError`` naming the path.
-    """
-    path = Path(model)
-    if not path.exists():
-        raise FileNotFoundError(f"no such model: {path}")
-    version_dir = find_saved_model(path) if path.is_dir() else None
-    if version_dir is not None and not (path / "model.keras").is_file():
-        return _load_saved_model(version_dir, threshold, batch_size)
-    from tfdeepfake.explain import members
-    from tfdeepfake.runs import load_model, resolve_model
-
-    ref = resolve_model(path)
-    keras_model = load_model(ref.model_path)
-    if threshold is None:
-        threshold = ref.threshold if ref.threshold is not None else DEFAULT_THRESHOLD
-    names = tuple(m.name for m in members(keras_model))
-    return Scorer(kind="keras", name=ref.name, source=ref.model_path, threshold=float(threshold),
-                  verdict_threshold=float(threshold), member_names=names, batch_size=batch_size,
-                  model=keras_model, keras_path=ref.model_path)
-
-
-def _load_saved_model(version_dir: Path, threshold: float | None, batch_size: int) -> Scorer:
-    import tensorflow as tf
-
-    loaded = tf.saved_model.load(str(version_dir))
-    if SIGNATURE not in loaded.signatures:
-        raise ValueError(f"{version_dir}: SavedModel has no {SIGNATURE!r} signature")
-    outputs = loaded.signatures[SIGNATURE].structured_outputs
-    if "probability_fake" not in outputs:
-        raise ValueError(f"{version_dir}: signature {SIGNATURE!r} has no 'probability_fake' output")
-    from tfdeepfake.export import read_export_info
-
-    meta = read_export_info(version_dir)
-    names: tuple[str, ...] = ()
-    n_members = outputs["members"].shape[-1] if "members" in outputs else None
-    if n_members and n_members > 1:
-        listed = [m if isinstance(m, str) else m.get("name", "") for m in meta.get("members") or []]
-        names = (tuple(str(m) for m in listed) if len(listed) == n_members
-                 else tuple(f"member{i}" for i in range(n_members)))
-    verdict = threshold if threshold is not None else meta.get("threshold", DEFAULT_THRESHOLD)
-    name = version_dir.parent.name if version_dir.name.isdigit() else version_dir.name
-    return Scorer(kind="savedmodel", name=name, source=version_dir, threshold=threshold,
-                  verdict_threshold=float(verdict), member_names=names, batch_size=batch_size,
-                  model=loaded, keras_path=keras_beside(version_dir))
+from tfdeepfake.scorer import Scorer, load_scorer
 
 
 # --------------------------------------------------------------------------------------------- rows
@@ -360,8 +179,6 @@ class Predictor:
     @property
     def detector(self) -> Any:
         if self._detector is None:
-            from tfdeepfake.faces import get_detector
-
             self._detector = get_detector()
         return self._detector
 
@@ -451,8 +268,6 @@ class Predictor:
                 it.row.explanation = str(self._explain(it))
 
     def _explain(self, item: _Item) -> Path:
-        from tfdeepfake.explain import heatmaps, panel, save_png
-
         assert self.explain_dir is not None
         maps = heatmaps(self._explain_model, item.image, target=item.row.label)
         captions = {n: f"{n} p={item.row.members[n]:.3f}" if n in item.row.members else

@@ -18,6 +18,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from tfdeepfake import DEFAULT_THRESHOLD
+from tfdeepfake import data as data_mod
+from tfdeepfake.metrics import binary_metrics
+from tfdeepfake.plots import plt  # pyplot with the Agg backend selected
+from tfdeepfake.runs import load_model, resolve_model
+from tfdeepfake.scoring import score_by_member
+
 Perturbation = Callable[[np.ndarray, float], np.ndarray]
 
 # The sweep of issue #6: JPEG quality 100 -> 30, blur sigma 0 -> 3, downscale factor 1 -> 0.25.
@@ -103,8 +110,6 @@ def sample_rows(frame: pd.DataFrame, max_images: int | None, seed: int = 0) -> p
 
 def _images(index_or_folder: Any, split: str, max_images: int | None, seed: int
             ) -> tuple[list[np.ndarray], np.ndarray]:
-    from tfdeepfake import data as data_mod
-
     index = (data_mod.index_eval_folder(index_or_folder)
              if isinstance(index_or_folder, str | Path) else index_or_folder)
     rows = sample_rows(index.rows(split), max_images, seed)
@@ -119,8 +124,6 @@ def _score(model: Any, images: Sequence[np.ndarray], size: int | None, batch_siz
     ensemble member's own size when ``size`` is None."""
     import tensorflow as tf
 
-    from tfdeepfake.ensemble import score_by_member
-
     def batches_at(member_size: int) -> Iterator[tuple[Any, np.ndarray]]:
         side = size or member_size
         for start in range(0, len(images), batch_size):
@@ -134,7 +137,7 @@ def _score(model: Any, images: Sequence[np.ndarray], size: int | None, batch_siz
 
 def robustness_sweep(
     model: Any, index_or_folder: Any, *, levels: Mapping[str, Sequence[float]] | None = None,
-    split: str = "test", max_images: int | None = None, threshold: float = 0.5,
+    split: str = "test", max_images: int | None = None, threshold: float = DEFAULT_THRESHOLD,
     batch_size: int = 32, image_size: int | None = None, seed: int = 0, name: str | None = None,
 ) -> pd.DataFrame:
     """Accuracy (at ``threshold``) and ROC AUC of ``model`` per perturbation level.
@@ -146,9 +149,6 @@ def robustness_sweep(
     member's own size). Returns one row per (perturbation, level): ``model, perturbation, level,
     accuracy, roc_auc, eer, n_images``.
     """
-    from tfdeepfake.metrics import binary_metrics
-    from tfdeepfake.runs import load_model, resolve_model
-
     if isinstance(model, str | Path):
         ref = resolve_model(model)
         model, name = load_model(ref.model_path), name or ref.name
@@ -180,8 +180,6 @@ def plot_robustness(frame: pd.DataFrame, path: str | Path, title: str = "") -> P
 
     The x axes run from mild to strong (JPEG quality and downscale factor decreasing).
     """
-    from tfdeepfake.plots import plt  # pyplot with the Agg backend selected
-
     path = Path(path)
     kinds = [k for k in PERTURBATIONS if k in set(frame["perturbation"])]
     fig, axes = plt.subplots(2, len(kinds), figsize=(4.2 * len(kinds), 7), squeeze=False)

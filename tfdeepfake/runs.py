@@ -1,4 +1,4 @@
-"""Run folders and saved models: find, load and score them.
+"""Run folders and saved models: find and load them.
 
 A run folder (written by ``tfdeepfake.train``) holds ``model.keras``, ``config.json``, ``metrics.json``
 (with the threshold chosen on the validation split), ``history.csv``, ``split.csv``, ``report.md`` and plots.
@@ -7,12 +7,9 @@ A run folder (written by ``tfdeepfake.train``) holds ``model.keras``, ``config.j
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 MODEL_FILE = "model.keras"
 METRICS_FILE = "metrics.json"
@@ -67,13 +64,14 @@ def load_model(path: str | Path) -> Any:
     A file that is missing raises ``FileNotFoundError``; one that is not a Keras model (not a zip
     archive, truncated, or without the model's config/weights) raises ``ValueError`` saying so,
     where Keras would say "File not found" or raise a ``KeyError``.
+
+    Keras is imported here, not at the top: finding runs and reading thresholds need no TensorFlow.
     """
     import zipfile
 
     import keras
 
-    import tfdeepfake.ensemble  # noqa: F401  (registers the ensemble's FuseLogits layer)
-    import tfdeepfake.models  # noqa: F401  (registers the models' custom layers)
+    import tfdeepfake.models  # noqa: F401  (registers every custom layer, FuseLogits included)
 
     path = Path(path)
     if not path.is_file():
@@ -88,48 +86,3 @@ def load_model(path: str | Path) -> Any:
         raise ValueError(f"{path}: corrupt or not a Keras model file ({type(exc).__name__}: "
                          f"{detail})") from None
 
-
-def model_image_size(model: Any, default: int = 224) -> int:
-    """The size a model resizes its input to (largest over ensemble members)."""
-    sizes: list[int] = []
-
-    def visit(m: Any) -> None:
-        for layer in getattr(m, "layers", []):
-            if layer.name == "resize" or layer.name.endswith("/resize"):
-                sizes.append(int(layer.get_config()["height"]))
-            elif hasattr(layer, "layers"):
-                visit(layer)
-
-    visit(model)
-    return max(sizes) if sizes else default
-
-
-def predict_logits(model: Any, dataset: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Run ``model`` over a dataset of ``(images, labels)``; return labels and the logit per image."""
-    labels, (logits,) = predict_logits_many([model], dataset)
-    return labels, logits
-
-
-def predict_logits_many(models: Sequence[Any], dataset: Any) -> tuple[np.ndarray, list[np.ndarray]]:
-    """One pass over ``(images, labels)`` batches, every model on each batch: labels and each model's
-    logits."""
-    labels: list[np.ndarray] = []
-    logits: list[list[np.ndarray]] = [[] for _ in models]
-    for images, y in dataset:
-        for out, model in zip(logits, models, strict=True):
-            out.append(np.asarray(model.predict_on_batch(images), dtype=np.float64).reshape(-1))
-        labels.append(np.asarray(y).reshape(-1).astype(int))
-    if not labels:
-        return np.zeros(0, int), [np.zeros(0) for _ in models]
-    return np.concatenate(labels), [np.concatenate(out) for out in logits]
-
-
-def predict_scores(model: Any, dataset: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Run ``model`` over a dataset of ``(images, labels)``; return labels and P(fake) per image."""
-    labels, logits = predict_logits(model, dataset)
-    return labels, sigmoid(logits)
-
-
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    """P(fake) from logits, in float64."""
-    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))

@@ -62,9 +62,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tfdeepfake import CLASS_NAMES
 from tfdeepfake.batching import Batcher, QueueFull
-from tfdeepfake.export import OUTPUTS, SIGNATURES, check_name, latest_version, read_export_info
+from tfdeepfake.data import decode_tf
+from tfdeepfake.explain import heatmaps, overlay, png_bytes
+from tfdeepfake.export import check_name
 from tfdeepfake.hardware import set_inference_env
 from tfdeepfake.media import TF_FORMATS, image_format, tf_error_text, undecodable_reason
+from tfdeepfake.runs import load_model
+from tfdeepfake.savedmodel import (
+    OUTPUTS,
+    SIGNATURES,
+    ExportedModel,
+    keras_beside,
+    latest_version,
+)
 
 STATIC_DIR = Path(__file__).with_name("static")
 DEFAULT_MAX_BODY_BYTES = 10_000_000
@@ -243,45 +253,32 @@ def parse_request(body: bytes, *, max_batch: int, max_pixels: int
 
 
 # ---------------------------------------------------------------------------------------- predictor
-class Predictor:
-    """The newest exported version of one model, loaded once; thread-safe."""
+class ServedModel(ExportedModel):
+    """The newest exported version of one model (:class:`~tfdeepfake.savedmodel.ExportedModel`), loaded
+    once and warmed up; thread-safe. Failures to decode become 400 answers."""
 
     def __init__(self, model_dir: str | Path) -> None:
-        import tensorflow as tf
-
         self.model_dir = Path(model_dir)
-        self.name = check_name(self.model_dir.resolve().name)
-        self.version, self.path = latest_version(self.model_dir)
-        self.info = read_export_info(self.path)
-        self._tf = tf
-        self._loaded = tf.saved_model.load(str(self.path))
-        missing = [s for s in SIGNATURES if s not in self._loaded.signatures]
-        if missing:
-            raise ValueError(f"{self.path}: SavedModel lacks signature(s) {missing} (not a tfdeepfake export)")
-        self.signatures = {s: self._loaded.signatures[s] for s in SIGNATURES}
-        n = int(self.signatures["serving_default"].structured_outputs["members"].shape[-1])
-        members = [m["name"] for m in self.info.get("members", [])]
-        self.members = members if len(members) == n else [f"member_{i}" for i in range(n)]
-        self.threshold = float(self.info.get("threshold", 0.5))
+        name = check_name(self.model_dir.resolve().name)
+        super().__init__(latest_version(self.model_dir)[1])
+        self.name = name
         self.warmup()
 
     def warmup(self) -> None:
         """Run both signatures once, so the first request is not slowed by lazy initialisation."""
         image = np.zeros((1, 8, 8, 3), np.uint8)
         self.predict("serving_default", image)
-        self.predict("predict_bytes", [self._tf.io.encode_png(image[0]).numpy()])
+        self.predict("predict_bytes", [png_bytes(image[0])])
 
     def predict(self, signature: str, batch: list[bytes] | np.ndarray) -> dict[str, np.ndarray]:
         """Run one signature; ``InvalidArgumentError`` (undecodable image) becomes a 400."""
-        tf = self._tf
+        import tensorflow as tf
+
         try:
-            if signature == "predict_bytes":
-                out = self.signatures[signature](image_bytes=tf.constant(batch, tf.string))
-            else:
-                out = self.signatures[signature](images=tf.constant(batch, tf.uint8))
+            out = self.run(signature, batch)
         except tf.errors.InvalidArgumentError as exc:
             raise ApiError(400, self._failure(signature, batch, exc.message)) from None
-        return {k: out[k].numpy() for k in OUTPUTS}
+        return {k: out[k] for k in OUTPUTS}
 
     @staticmethod
     def _failure(signature: str, batch: list[bytes] | np.ndarray, message: str) -> str:
@@ -323,9 +320,7 @@ class Explainer:
     """Grad-CAM of each member (:func:`tfdeepfake.explain.heatmaps`) with the Keras model saved beside the
     export (``NAME.keras``), loaded on first use; one explanation at a time (thread-safe)."""
 
-    def __init__(self, predictor: Predictor) -> None:
-        from tfdeepfake.predict import keras_beside
-
+    def __init__(self, predictor: ServedModel) -> None:
         self.path = keras_beside(predictor.path)
         self._model: Any = None
         self._lock = threading.Lock()
@@ -339,15 +334,11 @@ class Explainer:
         served verdict) for one uint8 RGB image; pictures at most :data:`EXPLAIN_MAX_SIDE` px a side."""
         import cv2
 
-        from tfdeepfake.explain import heatmaps, overlay, png_bytes
-
         if self.path is None:
             raise ApiError(400, "explanations need the Keras model saved beside the export "
                                 "(NAME.keras, written by tfdeepfake.export); this model has none")
         with self._lock:
             if self._model is None:
-                from tfdeepfake.runs import load_model
-
                 self._model = load_model(self.path)
             maps = heatmaps(self._model, image, target=CLASS_NAMES[int(label)])
         scale = EXPLAIN_MAX_SIDE / max(image.shape[:2])
@@ -366,8 +357,6 @@ class Explainer:
 def decode_image(data: bytes) -> np.ndarray:
     """Encoded bytes -> uint8 RGB with the export's own decoder (:func:`tfdeepfake.data.decode_tf`)."""
     import tensorflow as tf
-
-    from tfdeepfake.data import decode_tf
 
     return decode_tf(tf.constant(data, tf.string)).numpy()
 
@@ -397,7 +386,7 @@ def create_app(
     """
     from PIL import Image
 
-    predictor = Predictor(model_dir)
+    predictor = ServedModel(model_dir)
     explainer = Explainer(predictor)
     limiter = anyio.CapacityLimiter(workers)
     batcher = Batcher(lambda key, items: predictor.predict(key[0], items), max_batch_size=max_batch_size,

@@ -19,14 +19,17 @@ import json
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
+import pandas as pd
 
-from tfdeepfake import models
+from tfdeepfake import data as data_mod
+from tfdeepfake import demo, models, plots
 from tfdeepfake.cli import (
     UsageError,
     add_debug_flag,
@@ -46,19 +49,21 @@ from tfdeepfake.config import (
     TrainConfig,
     declared_options,
 )
+from tfdeepfake.console import Log, print_line
+from tfdeepfake.hardware import precision_policy
+from tfdeepfake.metrics import binary_metrics, choose_threshold, evaluation_report, logit_loss
+from tfdeepfake.models import build_model
 from tfdeepfake.models.registry import parse_option
 from tfdeepfake.models.vit import VIT_SIZES
-from tfdeepfake.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE
-
-Log = Callable[[str], None]
+from tfdeepfake.optim import MomentumSGD  # momentum updated in place: less memory
+from tfdeepfake.recipe import ema_callbacks, learning_rate
+from tfdeepfake.report import comparison_table, run_report
+from tfdeepfake.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_model
+from tfdeepfake.scoring import predict_logits, sigmoid
 
 # The pipeline drops unreadable images (``ignore_errors``), so its length is unknown to Keras, which then
 # warns once per run that the input "ran out of data" at the end of the first epoch. That is expected.
 warnings.filterwarnings("ignore", message="Your input ran out of data")
-
-
-def _log(message: str) -> None:
-    print(message, flush=True)
 
 
 def default_run_dir(model: str, root: str | Path = "runs") -> Path:
@@ -68,14 +73,10 @@ def default_run_dir(model: str, root: str | Path = "runs") -> Path:
 def build_optimizer(config: TrainConfig, steps_per_epoch: int = 1) -> Any:
     """The configured optimizer, with its learning-rate schedule (``--lr-schedule``, counted in
     ``steps_per_epoch``) and weight EMA (``--ema``)."""
-    from tfdeepfake.recipe import learning_rate
-
     lr = learning_rate(config.lr, config.lr_schedule, config.warmup_epochs, config.resolved_epochs,
                        steps_per_epoch)
     ema = {"use_ema": True, "ema_momentum": config.ema} if config.ema else {}
     if config.optimizer == "sgd":
-        from tfdeepfake.optim import MomentumSGD  # momentum updated in place: less memory
-
         return MomentumSGD(learning_rate=lr, momentum=0.9, **ema)
     if config.optimizer == "adam":
         return keras.optimizers.Adam(learning_rate=lr, **ema)
@@ -132,8 +133,6 @@ class EpochSeeds(keras.callbacks.Callback):
         self._epoch = epoch
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        import numpy as np
-
         if self._epoch is not None:
             self._epoch.assign(epoch)
         for variable in self.model.variables:
@@ -210,8 +209,6 @@ class TimeLimit(keras.callbacks.Callback):
 
 def read_history(path: Path) -> dict[str, list[float]]:
     """``history.csv`` as ``{metric: [value per epoch]}`` (empty when there is none yet)."""
-    import pandas as pd
-
     if not path.is_file() or path.stat().st_size == 0:
         return {}
     frame = pd.read_csv(path)
@@ -248,7 +245,7 @@ def truncate_history(path: Path, epochs: int) -> None:
         path.write_text("".join(lines[: epochs + 1]) if epochs else "")
 
 
-def fit_callbacks(config: TrainConfig, out: Path, log: Log = _log, interactive: bool = False,
+def fit_callbacks(config: TrainConfig, out: Path, log: Log = print_line, interactive: bool = False,
                   epoch: Any = None) -> list[keras.callbacks.Callback]:
     """The callbacks of a run, in an order that matters: :class:`EpochSeeds` (``epoch``: the training
     pipeline's epoch counter); the history row; the backup (kept after the run, so a finished run can
@@ -256,8 +253,6 @@ def fit_callbacks(config: TrainConfig, out: Path, log: Log = _log, interactive: 
     places; then the swap that puts the EMA weights in the model for validation and at each epoch's
     end, so early stopping and the checkpoint judge and save the averaged weights. On ``--resume``,
     early stopping and the checkpoint continue from ``history.csv``."""
-    from tfdeepfake.recipe import ema_callbacks
-
     history_path = out / HISTORY_FILE
     previous = read_history(history_path) if config.resume else {}
     keep_best, mode = config.keep_weights == "best", monitor_mode(config.monitor)
@@ -284,13 +279,11 @@ def fit_callbacks(config: TrainConfig, out: Path, log: Log = _log, interactive: 
     return callbacks
 
 
-def train(config: TrainConfig, log: Log = _log) -> Path:
+def train(config: TrainConfig, log: Log = print_line) -> Path:
     """Train one model as configured; return its run folder.
 
     Keras' global dtype policy is the run's precision during training and restored afterwards.
     """
-    from tfdeepfake.hardware import precision_policy
-
     config.validate()  # before anything is written: a bad config leaves no run folder behind
     check_paths(config)
     with precision_policy(config.precision):
@@ -317,11 +310,6 @@ def check_paths(config: TrainConfig) -> None:
 
 def _train(config: TrainConfig, log: Log) -> Path:
     import tensorflow as tf
-
-    from tfdeepfake import data as data_mod
-    from tfdeepfake import demo
-    from tfdeepfake.models import build_model
-    from tfdeepfake.runs import load_model
 
     if config.data is None:
         root = demo.demo_dataset()
@@ -397,15 +385,9 @@ def _train(config: TrainConfig, log: Log) -> Path:
 
 def finish_run(
     model: Any, index: Any, config: TrainConfig, history: dict[str, list[float]],
-    train_seconds: float, log: Log = _log,
+    train_seconds: float, log: Log = print_line,
 ) -> str:
     """Score validation/test/--test-data, choose the threshold, write metrics, plots and report."""
-    from tfdeepfake import data as data_mod
-    from tfdeepfake import plots
-    from tfdeepfake.metrics import binary_metrics, choose_threshold, evaluation_report, logit_loss
-    from tfdeepfake.report import run_report
-    from tfdeepfake.runs import predict_logits, sigmoid
-
     out = Path(config.out or ".")
     image_size = config.resolved_image_size
     common = {"image_size": image_size, "batch_size": config.batch_size, "training": False}
@@ -637,8 +619,6 @@ def _main(argv: list[str]) -> int:
     if config.model != "all":
         train(config)
         return 0
-    from tfdeepfake.report import comparison_table
-
     parent = Path(config.out) if config.out else default_run_dir("all")
     runs = []
     for name in config.model_names():
@@ -646,7 +626,7 @@ def _main(argv: list[str]) -> int:
         runs.append(train(one))
     table = comparison_table(runs)
     (parent / "comparison.md").write_text(table)
-    _log(table)
+    print_line(table)
     return 0
 
 

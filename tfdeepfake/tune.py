@@ -18,8 +18,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tfdeepfake import cli
+import keras
+import pandas as pd
+
+from tfdeepfake import cli, demo
+from tfdeepfake import data as data_mod
 from tfdeepfake.config import OPTIMIZERS, TrainConfig
+from tfdeepfake.console import print_line
+from tfdeepfake.hardware import precision_policy
+from tfdeepfake.models import MODEL_NAMES, build_model
+from tfdeepfake.recipe import ema_callbacks
+from tfdeepfake.train import compile_model
 
 ALGORITHMS = ("random", "hyperband")
 OBJECTIVES = {"val_loss": "min", "val_auc": "max", "val_accuracy": "max"}
@@ -54,10 +63,6 @@ def _hypermodel_class() -> Any:
                 batch_size=hp.get("batch_size"))
 
         def build(self, hp: Any) -> Any:
-            from tfdeepfake import data as data_mod
-            from tfdeepfake.models import build_model
-            from tfdeepfake.train import compile_model
-
             hp.Float("lr", *LR_RANGE, sampling="log")
             hp.Float("l2", *L2_RANGE, sampling="log")
             lo, hi, step = DROPOUT_RANGE
@@ -70,8 +75,6 @@ def _hypermodel_class() -> Any:
             return compile_model(model, config, steps)
 
         def datasets(self, batch_size: int) -> tuple[Any, Any]:
-            from tfdeepfake import data as data_mod
-
             if batch_size not in self._datasets:
                 b = self.base
                 augment = data_mod.AugmentConfig(flip=b.augment_flip, jpeg=b.augment_jpeg,
@@ -84,11 +87,6 @@ def _hypermodel_class() -> Any:
             return self._datasets[batch_size]
 
         def fit(self, hp: Any, model: Any, *args: Any, **kwargs: Any) -> Any:
-            import keras
-
-            from tfdeepfake import data as data_mod
-            from tfdeepfake.recipe import ema_callbacks
-
             train_ds, val_ds = self.datasets(hp.get("batch_size"))
             callbacks = [*(ema_callbacks() if self.base.ema else []), *kwargs.pop("callbacks", []),
                          keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.base.patience,
@@ -127,8 +125,6 @@ def make_tuner(base: TrainConfig, index: Any, *, algorithm: str = "random", max_
 
 def trials_frame(tuner: Any) -> Any:
     """Every finished trial: id, sampled values, score (the objective), status."""
-    import pandas as pd
-
     rows = []
     for trial in tuner.oracle.trials.values():
         rows.append({"trial": trial.trial_id, **trial.hyperparameters.values, "score": trial.score,
@@ -147,8 +143,6 @@ def tune(base: TrainConfig, *, algorithm: str = "random", max_trials: int = 10,
 
     Keras' global dtype policy is the config's precision during the search and restored afterwards.
     """
-    from tfdeepfake.hardware import precision_policy
-
     base.validate()
     with precision_policy(base.precision):
         return _tune(base, algorithm=algorithm, max_trials=max_trials, objective=objective, out=out,
@@ -157,18 +151,13 @@ def tune(base: TrainConfig, *, algorithm: str = "random", max_trials: int = 10,
 
 def _tune(base: TrainConfig, *, algorithm: str, max_trials: int, objective: str,
           out: str | Path | None, batch_sizes: Sequence[int]) -> Path:
-    import keras
-
-    from tfdeepfake import data as data_mod
-    from tfdeepfake import demo
-
     out = Path(out or Path("runs") / f"tune-{base.model}")
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(base.seed)
     index = data_mod.index_folder(
         base.data or demo.demo_dataset(), val_fraction=base.val_fraction,
         test_fraction=base.test_fraction, seed=base.seed, balance=base.balance)
-    print(index.summary(), flush=True)
+    print_line(index.summary())
     if index.rows("val").empty:
         raise ValueError(f"{index.root}: no validation images (tuning is scored on validation)")
     tuner = make_tuner(base, index, algorithm=algorithm, max_trials=max_trials, objective=objective,
@@ -181,15 +170,13 @@ def _tune(base: TrainConfig, *, algorithm: str, max_trials: int, objective: str,
     path = best.validate().save(out / BEST_CONFIG_FILE)
     frame = trials_frame(tuner)
     frame.to_csv(out / TRIALS_FILE, index=False)
-    print(frame.to_string(index=False), flush=True)
-    print(f"best of {len(frame)} trial(s) by {objective}: lr {best.lr:.3g}, l2 {best.l2:.3g}, "
-          f"dropout {best.dropout:.2f}, batch {best.batch_size} -> {path}", flush=True)
+    print_line(frame.to_string(index=False))
+    print_line(f"best of {len(frame)} trial(s) by {objective}: lr {best.lr:.3g}, l2 {best.l2:.3g}, "
+               f"dropout {best.dropout:.2f}, batch {best.batch_size} -> {path}")
     return path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tfdeepfake.models import MODEL_NAMES
-
     d = TrainConfig()
     p = argparse.ArgumentParser(
         prog="python -m tfdeepfake.tune",

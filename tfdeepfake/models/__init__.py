@@ -9,6 +9,7 @@ Every model takes raw RGB images (0-255, any size) and returns one float32 logit
 Adding an architecture: a new module here whose builder is decorated with
 ``@register_model("name")``, and its module name in :data:`FAMILIES`. The builder's extra keyword-only
 parameters are its options (``model_options``), reachable from ``train --model-option KEY=VALUE``.
+Ensembles of trained models are built and taken apart in :mod:`tfdeepfake.models.fusion`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,12 @@ import keras
 
 import tfdeepfake.optim  # noqa: F401  (registers MomentumSGD, so a compiled .keras of ours loads)
 from tfdeepfake.models.common import input_options
+from tfdeepfake.models.fusion import (
+    FuseLogits,
+    build_ensemble,
+    model_image_size,
+    split_ensemble,
+)
 from tfdeepfake.models.layers import ClassToken, ClassTokenSelect, PositionEmbedding
 from tfdeepfake.models.registry import (
     check_model_options,
@@ -84,15 +91,19 @@ __all__ = [
     "ClassTokenSelect",
     "FlipBatch",
     "FlipMean",
+    "FuseLogits",
     "HaarWavelet",
     "HighPassResidual",
     "PositionEmbedding",
+    "build_ensemble",
     "build_model",
     "check_model_options",
     "get_builder",
     "has_tta_flip",
+    "model_image_size",
     "model_options",
     "model_representation",
     "register_model",
     "registered_names",
+    "split_ensemble",
 ]
