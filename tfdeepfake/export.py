@@ -27,14 +27,21 @@ import shutil
 import sys
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from tfdeepfake import DEFAULT_THRESHOLD, cli
 from tfdeepfake.data import decode_tf
 from tfdeepfake.runs import load_model, resolve_model
-from tfdeepfake.savedmodel import INFO_FILE, SIGNATURES, version_numbers
+from tfdeepfake.savedmodel import (  # noqa: F401  (re-exported: reading an export lives in savedmodel)
+    INFO_FILE,
+    OUTPUTS,
+    SIGNATURES,
+    latest_version,
+    read_export_info,
+    version_numbers,
+)
 
 MODELS_CONFIG = "models.config"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -156,7 +163,7 @@ def export_model(
         "members": [{"name": m.name, "image_size": model_image_size(m), "input": model_representation(m),
                      "tta_flip": has_tta_flip(m)} for m in members],
         "source": str(source) if source else None, "signatures": list(SIGNATURES),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     while True:  # another export may take a number meanwhile: rename fails, try the next one
         version = next_version(base)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +156,7 @@ def experiment_report(cfg: Any, runs: Mapping[str, Path], members: Sequence[str]
     if command:
         lines += ["```", command, "```", ""]
     lines += [
-        f"Generated {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} on {v['processor']} "
+        f"Generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} on {v['processor']} "
         f"(TensorFlow {v['tensorflow']}, Keras {v['keras']}, Python {v['python']})"
         + (f"; wall time {wall_seconds / 60:.1f} min." if wall_seconds else "."),
         "",
