@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tfdeepfake import models
+from tfdeepfake.distribute import CACHE_MODES, STRATEGIES
 from tfdeepfake.hardware import AUTO, PRECISIONS, resolve_precision, versions
 from tfdeepfake.hardware import cpu_name as cpu_name  # noqa: F401  (re-exported for the benchmarks)
 from tfdeepfake.models.common import MIN_IMAGE_SIZE
@@ -76,6 +77,13 @@ class TrainConfig:
     label_smoothing: float = 0.0
     ema: float = 0.0  # EMA momentum of the weights; 0 = off
     tta_flip: bool = False
+    # scale out (#12): tf.distribute strategy; cache of decoded train/val images (auto: memory when
+    # they fit cache_budget_gb, None = half the available memory, else files in cache_dir or the run)
+    strategy: str = "auto"
+    cache: str = "auto"
+    cache_dir: str | None = None
+    cache_budget_gb: float | None = None
+    keep_cache: bool = False
 
     def validate(self) -> TrainConfig:
         """Raise :class:`tfdeepfake.cli.UsageError` (a ``ValueError``) naming the first field of the
@@ -119,8 +127,12 @@ class TrainConfig:
         number(field_("warmup_epochs"), self.warmup_epochs, low=0, high=self.resolved_epochs, high_open=True)
         number(field_("label_smoothing"), self.label_smoothing, low=0, high=1, high_open=True)
         number(field_("ema"), self.ema, low=0, high=1, high_open=True)
+        choice(field_("strategy"), self.strategy, STRATEGIES)
+        choice(field_("cache"), self.cache, CACHE_MODES)
+        cli.text(field_("cache_dir"), self.cache_dir, optional=True)
+        number(field_("cache_budget_gb"), self.cache_budget_gb, low=0, optional=True)
         for flag in ("jit_compile", "resume", "balance", "augment_flip", "augment_jpeg", "augment_blur",
-                     "tta_flip"):
+                     "tta_flip", "keep_cache"):
             if not isinstance(getattr(self, flag), bool):
                 raise cli.usage_error(field_(flag), getattr(self, flag), "true or false")
         if not isinstance(self.model_options, dict) or not all(isinstance(k, str) for k in self.model_options):

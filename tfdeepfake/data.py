@@ -46,12 +46,15 @@ import pandas as pd
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from tfdeepfake import CLASS_NAMES
+from tfdeepfake.distribute import CACHE_MODES
 
 __all__ = [
     "AugmentConfig",
     "DataError",
     "DataIndex",
+    "CACHE_MODES",
     "augment_image",
+    "cache_bytes",
     "class_weights",
     "dataset_for",
     "decode_tf",
@@ -60,6 +63,7 @@ __all__ = [
     "keras_folder_dataset",
     "load_image",
     "make_dataset",
+    "resolve_cache",
     "steps_per_epoch",
     "validate_files",
 ]
@@ -659,13 +663,17 @@ def make_dataset(
     seed: int | None = None,
     cache: bool | str = True,
     epoch: Any = None,
+    shard: tuple[int, int] | None = None,
 ) -> Any:
     """tf.data pipeline yielding ``(images float32 (b, s, s, 3) in 0-255, labels float32 (b, 1))``.
 
-    read + decode + bilinear resize (parallel, order kept) -> uint8 -> ``cache`` (True: memory, a
-    str: that cache file) -> [training: seeded shuffle -> ``augment`` per image] -> batch -> float32 ->
-    prefetch. Val/test (``training=False``) are never shuffled or augmented. A file that fails to
-    decode despite validation is dropped with a warning (``ignore_errors``), never crashing the epoch.
+    [``shard=(n, i)``: the first ``len // n * n`` files, every n-th from the i-th, so each of n
+    workers reads and decodes only its equal share] -> read + decode + bilinear resize (parallel, order
+    kept) -> uint8 -> ``cache`` (True: memory, a str: that tf.data cache file prefix, False: none; see
+    :func:`resolve_cache`) -> [training: seeded shuffle (:func:`shuffle_buffer`) -> ``augment`` per
+    image] -> batch -> float32 -> prefetch. Val/test (``training=False``) are never shuffled or
+    augmented. A file that fails to decode despite validation is dropped with a warning
+    (``ignore_errors``), never crashing the epoch.
 
     Training order and augmentation are a function of ``(seed, epoch)`` only: ``epoch`` is a scalar
     int64 ``tf.Variable`` that each new iteration (one per Keras epoch) reads as its epoch number and
@@ -695,6 +703,9 @@ def make_dataset(
         return image, tf.reshape(tf.cast(label, tf.float32), [1])
 
     ds = tf.data.Dataset.from_tensor_slices((paths, labels_arr.astype(np.int32)))
+    if shard is not None and shard[0] > 1:  # before decoding: a worker never decodes another's images
+        n_shards, shard_index = shard
+        ds = ds.take(len(paths) // n_shards * n_shards).shard(n_shards, shard_index)
     ds = ds.map(read, num_parallel_calls=autotune, deterministic=True)
     ds = ds.ignore_errors(log_warning=True)  # drop only the bad image, not its whole batch
     if cache:
@@ -702,7 +713,7 @@ def make_dataset(
     if training:
         counter = tf.Variable(0, dtype=tf.int64, trainable=False) if epoch is None else epoch
         base_seed = np.random.randint(2**31) if seed is None else int(seed) % 2**31
-        buffer = min(len(paths), 20_000)
+        buffer = shuffle_buffer(len(paths), size)
         cached = ds
 
         def one_epoch(_: Any) -> Any:
@@ -736,6 +747,7 @@ def dataset_for(
     seed: int | None = None,
     cache: bool | str = True,
     epoch: Any = None,
+    shard: tuple[int, int] | None = None,
 ) -> Any:
     """:func:`make_dataset` over one split of ``index`` (``seed`` defaults to the index's seed)."""
     rows = index.rows(split)
@@ -746,6 +758,7 @@ def dataset_for(
         rows["path"].tolist(), rows["label"].tolist(), image_size=image_size,
         batch_size=batch_size, training=training, augment=augment,
         seed=index.seed if seed is None else seed, cache=cache, epoch=epoch,
+        shard=shard,
     )
 
 
@@ -775,3 +788,110 @@ def keras_folder_dataset(
 def steps_per_epoch(n_images: int, batch_size: int) -> int:
     """Batches per epoch for ``n_images`` (last partial batch included)."""
     return math.ceil(n_images / batch_size)
+
+
+def shuffle_buffer(n_images: int, image_size: int) -> int:
+    """Training shuffle buffer: every image up to 20,000, and at most 512 MiB of decoded images.
+
+    The same in every cache mode (so they give the same batches); the byte cap keeps the buffer from
+    outgrowing the cache budget on large 224 px datasets (3,566 images there).
+    """
+    return max(1, min(int(n_images), 20_000, _SHUFFLE_BYTES // cache_bytes(1, image_size)))
+
+
+_SHUFFLE_BYTES = 512 * 1024 ** 2
+_GIB = 1024 ** 3
+
+
+def cache_bytes(n_images: int, image_size: int) -> int:
+    """Size of the decoded uint8 ``(s, s, 3)`` images of a split, i.e. of its in-memory cache."""
+    return int(n_images) * int(image_size) ** 2 * 3
+
+
+def default_cache_budget() -> int:
+    """Half of the memory available now: the other half is left to the model, TF and the OS."""
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume 8 GiB available
+        available = 8 * _GIB
+    return int(available // 2)
+
+
+def resolve_cache(mode: str, n_bytes: int, budget: int, cache_dir: str | Path, name: str
+                  ) -> bool | str:
+    """The ``cache`` argument of :func:`make_dataset` for ``mode`` (one of :data:`CACHE_MODES`).
+
+    ``memory`` -> True, ``none`` -> False, ``disk`` -> the file prefix ``cache_dir/name`` (tf.data
+    writes ``name.index`` and ``name.data-*`` there after the first full pass); ``auto`` -> memory when
+    ``n_bytes`` (see :func:`cache_bytes`) fits ``budget`` bytes, else disk.
+    """
+    if mode not in CACHE_MODES:
+        raise ValueError(f"cache mode must be one of {CACHE_MODES}, got {mode!r}")
+    if mode == "memory" or (mode == "auto" and n_bytes <= budget):
+        return True
+    if mode == "none":
+        return False
+    prefix = Path(cache_dir) / name
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    if not Path(f"{prefix}.index").is_file():  # not a finished cache: drop what a killed run left
+        remove_cache(prefix)
+    return str(prefix)
+
+
+def cache_name(paths: Sequence[str], image_size: int, shard: tuple[int, int] | None = None) -> str:
+    """A disk-cache file name unique to the files, their order, the size and the shard (so a kept
+    cache is reused only by a pipeline that would write the same one)."""
+    import hashlib
+
+    digest = hashlib.sha1("\n".join(map(str, paths)).encode()).hexdigest()[:12]
+    part = f"-w{shard[1]}of{shard[0]}" if shard and shard[0] > 1 else ""
+    return f"cache-{image_size}px-{len(paths)}-{digest}{part}"
+
+
+def remove_cache(prefix: str | Path) -> None:
+    """Delete the files of the tf.data file cache ``prefix`` (data, index and lock files)."""
+    prefix = Path(prefix)
+    if prefix.parent.is_dir():
+        for pattern in (f"{prefix.name}.*", f"{prefix.name}_*"):  # .index, .data-*, _0.lockfile
+            for f in prefix.parent.glob(pattern):
+                f.unlink()
+
+
+class CachePlan:
+    """Where a run caches each split's decoded images, within one memory budget for all of them.
+
+    ``mode`` is one of :data:`CACHE_MODES`; ``budget_gb=None`` means :func:`default_cache_budget`.
+    Disk caches go to ``cache_dir``; :meth:`clean` removes them at the end of the run.
+    """
+
+    def __init__(self, mode: str, budget_gb: float | None, cache_dir: str | Path) -> None:
+        self.mode = mode
+        self.budget = default_cache_budget() if budget_gb is None else int(budget_gb * _GIB)
+        self.cache_dir = Path(cache_dir)
+        self.disk: list[str] = []
+
+    def choose(self, split: str, paths: Sequence[str], image_size: int,
+               shard: tuple[int, int] | None = None, log: Any = print) -> bool | str:
+        """The ``cache`` argument for one split (of one worker's shard); memory use is booked."""
+        shards = shard[0] if shard else 1
+        n_bytes = cache_bytes(len(paths) // shards, image_size)
+        choice = resolve_cache(self.mode, n_bytes, self.budget, self.cache_dir,
+                               cache_name(paths, image_size, shard))
+        if choice is True:
+            self.budget -= n_bytes
+        elif choice:
+            self.disk.append(str(choice))
+        where = "memory" if choice is True else "none" if choice is False else f"disk {choice}"
+        log(f"cache {split}: {where} ({n_bytes / _GIB:.2f} GiB decoded, --cache {self.mode}, "
+            f"{max(self.budget, 0) / _GIB:.2f} GiB of memory budget left)")
+        return choice
+
+    def clean(self, keep: bool = False, log: Any = print) -> None:
+        """Remove the disk caches (unless ``keep``)."""
+        for prefix in self.disk:
+            if keep:
+                log(f"disk cache kept: {prefix}*")
+            else:
+                remove_cache(prefix)
+        if not keep and self.cache_dir.is_dir() and not any(self.cache_dir.iterdir()):
+            self.cache_dir.rmdir()

@@ -100,7 +100,7 @@ def ensemble_threshold(
     """
     if val_data is not None:
         index = data_mod.index_eval_folder(val_data)
-        dataset_at = at_size(data_mod.dataset_for, index, "test", batch_size=batch_size)
+        dataset_at = at_size(data_mod.dataset_for, index, "test", batch_size=batch_size, cache=False)
         source = f"chosen on {val_data}"
     else:
         split = shared_validation_split(refs)

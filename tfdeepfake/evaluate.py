@@ -55,7 +55,7 @@ def evaluate(
     index = data_mod.index_eval_folder(data_dir)
     tuned = threshold if threshold is not None else ref.threshold
     result, _, _ = evaluate_index(model, index, threshold=tuned, batch_size=batch_size,
-                                  image_size=image_size)
+                                  image_size=image_size, cache=False)  # one pass: memory stays flat
     members = result.pop("members", None)
     result.update(
         model=str(ref.model_path), data=str(data_dir), image_size=image_size or model_image_size(model),

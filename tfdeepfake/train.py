@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ from tfdeepfake.config import (
     declared_options,
 )
 from tfdeepfake.console import Log, print_line
+from tfdeepfake.distribute import CACHE_MODES, STRATEGIES, Worker, cluster_tasks
 from tfdeepfake.hardware import precision_policy
 from tfdeepfake.metrics import binary_metrics, choose_threshold, evaluation_report, logit_loss
 from tfdeepfake.models import build_model
@@ -99,19 +101,26 @@ def compile_model(model: Any, config: TrainConfig, steps_per_epoch: int = 1) -> 
 
 
 class EpochLine(keras.callbacks.Callback):
-    """One line per epoch when stdout is not a terminal (logs, CI, captured notebook output)."""
+    """One line per epoch when stdout is not a terminal (logs, CI, captured notebook output), with
+    the training steps this process ran."""
 
     def __init__(self, log: Log) -> None:
         super().__init__()
         self._log = log
         self._start = time.perf_counter()
+        self._steps = 0
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._start = time.perf_counter()
+        self._steps = 0
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._steps += 1
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         figures = " ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items()))
-        self._log(f"epoch {epoch + 1}: {figures} ({time.perf_counter() - self._start:.1f}s)")
+        self._log(f"epoch {epoch + 1}: {figures} ({self._steps} steps, "
+                  f"{time.perf_counter() - self._start:.1f}s)")
 
 
 SEED_STATE = "seed_generator_state"  # the variable of each Keras SeedGenerator (dropout masks)
@@ -224,10 +233,18 @@ BACKUP_DIR = "backup"  # BackupAndRestore's folder: weights + optimizer state af
 HISTORY_FILE = "history.csv"
 
 
-def backup_epoch(run_dir: Path) -> int:
-    """Epochs whose training state ``backup/`` holds (0 when there is none)."""
-    meta = Path(run_dir) / BACKUP_DIR / "training_metadata.json"
-    if not (Path(run_dir) / BACKUP_DIR / "latest.weights.h5").is_file() or not meta.is_file():
+def backup_folder(run_dir: Path, worker: Worker | None = None) -> Path:
+    """``RUN/backup``; with several workers each has its own ``RUN/backup/worker-N`` (a shared one
+    fails on file locks)."""
+    worker = worker or Worker()
+    return Path(run_dir) / BACKUP_DIR / (f"worker-{worker.index}" if worker.count > 1 else "")
+
+
+def backup_epoch(run_dir: Path, worker: Worker | None = None) -> int:
+    """Epochs whose training state ``backup/`` (this worker's) holds (0 when there is none)."""
+    folder = backup_folder(run_dir, worker)
+    meta = folder / "training_metadata.json"
+    if not (folder / "latest.weights.h5").is_file() or not meta.is_file():
         return 0
     try:
         return int(json.loads(meta.read_text())["epoch"])
@@ -246,32 +263,39 @@ def truncate_history(path: Path, epochs: int) -> None:
 
 
 def fit_callbacks(config: TrainConfig, out: Path, log: Log = print_line, interactive: bool = False,
-                  epoch: Any = None) -> list[keras.callbacks.Callback]:
+                  epoch: Any = None, worker: Worker | None = None) -> list[keras.callbacks.Callback]:
     """The callbacks of a run, in an order that matters: :class:`EpochSeeds` (``epoch``: the training
     pipeline's epoch counter); the history row; the backup (kept after the run, so a finished run can
     be extended), before ``--ema``'s swap so it holds the raw weights and the averages in their own
     places; then the swap that puts the EMA weights in the model for validation and at each epoch's
     end, so early stopping and the checkpoint judge and save the averaged weights. On ``--resume``,
-    early stopping and the checkpoint continue from ``history.csv``."""
+    early stopping and the checkpoint continue from ``history.csv``. With several workers only the
+    chief writes the history, the model and TensorBoard logs; each has its own backup."""
+    chief = worker is None or worker.chief
+
     history_path = out / HISTORY_FILE
     previous = read_history(history_path) if config.resume else {}
     keep_best, mode = config.keep_weights == "best", monitor_mode(config.monitor)
     callbacks = [
         EpochSeeds(epoch),
-        keras.callbacks.CSVLogger(str(history_path), append=config.resume and history_path.exists()),
-        keras.callbacks.BackupAndRestore(str(out / BACKUP_DIR), delete_checkpoint=False),
+        *([keras.callbacks.CSVLogger(str(history_path), append=config.resume and history_path.exists())]
+          if chief else []),
+        keras.callbacks.BackupAndRestore(str(backup_folder(out, worker)), delete_checkpoint=False),
         *(ema_callbacks() if config.ema else []),
         # No restore_best_weights: the kept epoch's weights are model.keras, loaded after fit.
         ResumedEarlyStopping(
             previous.get(config.monitor, []), monitor=config.monitor, mode=mode,
             patience=config.patience, verbose=1,
         ),
-        keras.callbacks.ModelCheckpoint(  # keep_weights="last": saved every epoch, so the last stays
-            str(out / MODEL_FILE), monitor=config.monitor, mode=mode, save_best_only=keep_best,
-            initial_value_threshold=_best_so_far(previous, config.monitor) if keep_best else None,
-        ),
-        keras.callbacks.TensorBoard(str(out / "logs"), histogram_freq=0, write_graph=False),
     ]
+    if chief:
+        callbacks += [
+            keras.callbacks.ModelCheckpoint(  # keep_weights="last": saved every epoch, so the last stays
+                str(out / MODEL_FILE), monitor=config.monitor, mode=mode, save_best_only=keep_best,
+                initial_value_threshold=_best_so_far(previous, config.monitor) if keep_best else None,
+            ),
+            keras.callbacks.TensorBoard(str(out / "logs"), histogram_freq=0, write_graph=False),
+        ]
     if config.time_limit_minutes is not None:
         callbacks.append(TimeLimit(config.time_limit_minutes, log))
     if not interactive:
@@ -282,12 +306,26 @@ def fit_callbacks(config: TrainConfig, out: Path, log: Log = print_line, interac
 def train(config: TrainConfig, log: Log = print_line) -> Path:
     """Train one model as configured; return its run folder.
 
-    Keras' global dtype policy is the run's precision during training and restored afterwards.
+    Keras' global dtype policy is the run's precision during training and restored afterwards. The
+    ``tf.distribute`` strategy (``config.strategy``, :mod:`tfdeepfake.distribute`) is created before
+    any other TensorFlow runtime call.
     """
+    from tfdeepfake import distribute
+
     config.validate()  # before anything is written: a bad config leaves no run folder behind
     check_paths(config)
+    tf_config = os.environ.get("TF_CONFIG")
+    name = distribute.choose_strategy(config.strategy, tf_config, distribute.visible_gpus())
+    if name == "multiworker" and (config.out is None or config.time_limit_minutes is not None):
+        raise usage_error("--strategy", name, "--out (every worker's run folder) and no "
+                          "--time-limit-minutes (workers would stop at different epochs)")
+    strategy = distribute.get_strategy(name)
+    worker = distribute.worker_of(tf_config) if name == "multiworker" else Worker()
+    if config.batch_size % strategy.num_replicas_in_sync:
+        raise usage_error("--batch-size", config.batch_size, f"a multiple of the {strategy.num_replicas_in_sync} "
+                          f"replicas of the {name} strategy (it is the global batch)")
     with precision_policy(config.precision):
-        return _train(config, log)
+        return _train(config, log, strategy, worker)
 
 
 RUN_MARKERS = (CONFIG_FILE, HISTORY_FILE, MODEL_FILE, BACKUP_DIR)  # what makes a folder a run
@@ -298,7 +336,8 @@ def check_paths(config: TrainConfig) -> None:
     ``--out`` writable and, unless resuming, not holding a run already; ``--data`` and each
     ``--test-data`` existing folders."""
     out = output_dir("--out", config.out)
-    if out is not None and not config.resume:
+    # a restarted multi-worker job continues from its workers' backups without --resume
+    if out is not None and not config.resume and cluster_tasks(os.environ.get("TF_CONFIG")) < 2:
         found = [name for name in RUN_MARKERS if (out / name).exists()]
         if found:
             raise usage_error("--out", config.out, f"a new run folder (it holds a run: {', '.join(found)}); "
@@ -308,8 +347,19 @@ def check_paths(config: TrainConfig) -> None:
         input_dir("--test-data", folder, optional=False)
 
 
-def _train(config: TrainConfig, log: Log) -> Path:
+def _train(config: TrainConfig, log: Log, strategy: Any, worker: Worker) -> Path:
     import tensorflow as tf
+
+    from tfdeepfake.distribute import (
+        distributed_datasets,
+        needs_keras_20585_workaround,
+        patch_keras_20585,
+        sync_batch_norm,
+    )
+
+    where = f", worker {worker.index} of {worker.count}{' (chief)' if worker.chief else ''}"
+    log(f"strategy {type(strategy).__name__}: {strategy.num_replicas_in_sync} replica(s) in sync"
+        f"{where if worker.count > 1 else ''}, global batch {config.batch_size}")
 
     if config.data is None:
         root = demo.demo_dataset()
@@ -328,8 +378,11 @@ def _train(config: TrainConfig, log: Log) -> Path:
     out = Path(config.out) if config.out else default_run_dir(config.model)  # the data is usable
     out.mkdir(parents=True, exist_ok=True)
     config.out = str(out)
-    config.save(out / CONFIG_FILE)
-    index.write_manifest(out / "split.csv")
+    if worker.count > 1 and backup_epoch(out, worker):
+        config.resume = True  # a restarted multi-worker job
+    if worker.chief:
+        config.save(out / CONFIG_FILE)
+        index.write_manifest(out / "split.csv")
 
     keras.utils.set_random_seed(config.seed)
     precision = keras.mixed_precision.global_policy().name
@@ -338,25 +391,37 @@ def _train(config: TrainConfig, log: Log) -> Path:
     augment = data_mod.AugmentConfig(
         flip=config.augment_flip, jpeg=config.augment_jpeg, blur=config.augment_blur
     )
-    common = {"image_size": image_size, "batch_size": config.batch_size, "seed": config.seed}
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)  # set by EpochSeeds
-    train_ds = data_mod.dataset_for(index, "train", training=True, augment=augment, epoch=epoch,
-                                    **common)
-    val_ds = data_mod.dataset_for(index, "val", training=False, **common)
+    caches = data_mod.CachePlan(config.cache, config.cache_budget_gb, config.cache_dir or out / "cache")
 
-    model = build_model(
-        config.model, image_size, l2=config.l2, dropout=config.dropout, **config.model_kwargs()
-    )
-    compile_model(model, config, data_mod.steps_per_epoch(len(index.rows("train")), config.batch_size))
+    def split_dataset(split: str, **kwargs: Any) -> Any:
+        def make(per_replica_batch: Callable[[int], int], shard: tuple[int, int] | None) -> Any:
+            cache = caches.choose(split, index.rows(split)["path"].tolist(), image_size, shard, log)
+            return data_mod.dataset_for(index, split, image_size=image_size, seed=config.seed, cache=cache,
+                                        batch_size=per_replica_batch(config.batch_size), shard=shard, **kwargs)
+        return distributed_datasets(strategy, make)
+
+    train_ds = split_dataset("train", training=True, augment=augment, epoch=epoch)
+    val_ds = split_dataset("val", training=False)
+
+    with strategy.scope():
+        model = build_model(
+            config.model, image_size, l2=config.l2, dropout=config.dropout, **config.model_kwargs()
+        )
+        compile_model(model, config, data_mod.steps_per_epoch(len(index.rows("train")), config.batch_size))
+    if strategy.num_replicas_in_sync > 1:
+        sync_batch_norm(model)
+        if needs_keras_20585_workaround():
+            patch_keras_20585(model, image_size)
     log(f"model {config.model}: {model.count_params():,} parameters, image size {image_size}, "
         f"input {config.input}, optimizer {config.optimizer} lr {config.lr} ({config.lr_schedule}), "
         f"l2 {config.l2}, precision {precision}")
 
-    if config.resume:  # the backup is the truth: epochs logged after it are trained again
-        truncate_history(out / HISTORY_FILE, backup_epoch(out))
+    if config.resume and worker.chief:  # the backup is the truth: epochs logged after it are trained again
+        truncate_history(out / HISTORY_FILE, backup_epoch(out, worker))
     previous = read_history(out / HISTORY_FILE) if config.resume else {}
     interactive = sys.stdout.isatty()
-    callbacks = fit_callbacks(config, out, log, interactive, epoch)
+    callbacks = fit_callbacks(config, out, log, interactive, epoch, worker)
     class_weight = None
     if not config.balance:
         train_labels = index.frame.loc[index.frame["split"] == "train", "label"].to_numpy()
@@ -372,6 +437,12 @@ def _train(config: TrainConfig, log: Log) -> Path:
             class_weight=class_weight, verbose=1 if interactive else 0, shuffle=False,
         )
     train_seconds = time.perf_counter() - started
+    caches.clean(keep=config.keep_cache, log=log)
+    if worker.count > 1:  # the same on every worker: replicas stayed in sync
+        log(f"final weights sha1 {weights_digest(model)} (worker {worker.index})")
+    if not worker.chief:
+        log(f"worker {worker.index}: training finished; the chief writes the run folder")
+        return out
 
     if not (out / MODEL_FILE).is_file():  # the monitored value never improved on a finite one
         model.save(out / MODEL_FILE)
@@ -383,6 +454,18 @@ def _train(config: TrainConfig, log: Log) -> Path:
     return out
 
 
+def weights_digest(model: Any) -> str:
+    """SHA-1 of every weight's bytes: equal digests mean bit-identical models."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha1()
+    for w in model.get_weights():
+        digest.update(np.ascontiguousarray(w).tobytes())
+    return digest.hexdigest()
+
+
 def finish_run(
     model: Any, index: Any, config: TrainConfig, history: dict[str, list[float]],
     train_seconds: float, log: Log = print_line,
@@ -390,7 +473,7 @@ def finish_run(
     """Score validation/test/--test-data, choose the threshold, write metrics, plots and report."""
     out = Path(config.out or ".")
     image_size = config.resolved_image_size
-    common = {"image_size": image_size, "batch_size": config.batch_size, "training": False}
+    common = {"image_size": image_size, "batch_size": config.batch_size, "cache": False}  # one pass
 
     def score(dataset: Any) -> tuple[Any, Any, float]:
         """Labels, P(fake) and the mean binary cross-entropy (``loss``) over one dataset."""
@@ -457,7 +540,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="another folder to evaluate on after training (repeatable)")
     p.add_argument("--image-size", type=int, default=None,
                    help="square input size (default 224; 64 on the demo data)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help="global batch, split over the replicas of --strategy; with N replicas scale "
+                        "--lr by N too when the per-device batch stays fixed (linear scaling rule)")
     p.add_argument("--epochs", type=int, default=None,
                    help="maximum epochs (default 30; 12 on the demo data); early stopping may end sooner")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
@@ -515,6 +600,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tta-flip", action="store_true",
                    help="score each image as the mean logit of it and its mirror image (inside the "
                         "model, so evaluate, ensembles, the export and predict all do it)")
+    g = p.add_argument_group("scale out (README, 'Scale out')")
+    g.add_argument("--strategy", choices=STRATEGIES, default=d.strategy,
+                   help="auto: multiworker when TF_CONFIG names several tasks, mirrored with several "
+                        "GPUs, else default (one device) (default: %(default)s)")
+    g.add_argument("--cache", choices=CACHE_MODES, default=d.cache,
+                   help="decoded train/val images: auto = in memory when they fit --cache-budget-gb, "
+                        "else a file cache on disk (default: %(default)s)")
+    g.add_argument("--cache-dir", default=None, help="folder for disk caches (default RUN/cache)")
+    g.add_argument("--cache-budget-gb", type=float, default=None,
+                   help="memory for in-memory caches (default: half the memory available at start)")
+    g.add_argument("--keep-cache", action="store_true",
+                   help="keep the disk cache after the run (a later run on the same files reuses it)")
     p.add_argument("--config", metavar="FILE",
                    help="a config JSON (a run's config.json, or tfdeepfake.tune's best config) whose "
                         "values become the defaults; flags given on the command line still win")
