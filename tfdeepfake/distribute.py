@@ -104,6 +104,21 @@ def visible_gpus() -> int:
                ) if os.path.isdir("/dev") else 0
 
 
+def loopback_cluster(n: int) -> list[str]:
+    """``TF_CONFIG`` for each of ``n`` workers on free ports of 127.0.0.1 (tests, benchmarks, trying
+    ``multiworker`` on one machine)."""
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    hosts = [f"127.0.0.1:{s.getsockname()[1]}" for s in socks]
+    for s in socks:
+        s.close()
+    return [json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": i}})
+            for i in range(n)]
+
+
 def split_cpu(n: int) -> None:
     """Split the CPU into ``n`` logical devices (before TensorFlow starts), so ``mirrored`` has ``n``
     replicas on a machine without GPUs (tests and benchmarks)."""
