@@ -636,8 +636,10 @@ class _TorchSide:
         raise NotImplementedError
 
     def _probe(self) -> float:
-        """Seconds of one pass over the batches (after one untimed call)."""
-        self.call(self.batches[0])
+        """Seconds of one pass over the batches (after three untimed calls: oneDNN's first calls of a
+        layout are slow, and one warm-up call left eager looking slower than a compiled model)."""
+        for _ in range(3):
+            self.call(self.batches[0])
         start = time.perf_counter()
         for b in self.batches:
             self.call(b)
