@@ -146,7 +146,7 @@ def _link_subset(src: Path, dst: Path, n: int, seed: int, shuffle_labels: bool =
     return dst
 
 
-REAL_RUN = ["--model", "resnet18", "--image-size", "64", "--epochs", "6", "--batch-size", "32",
+REAL_RUN = ["--model", "resnet18", "--image-size", "48", "--epochs", "4", "--batch-size", "32",
             "--optimizer", "adam", "--lr", "0.001", "--patience", "3", "--no-blur", "--no-jpeg"]
 
 
@@ -163,8 +163,9 @@ def test_small_real_run_learns_only_from_true_labels(shared_data, tmp_path, shuf
     if shuffled:
         assert 0.4 < result["roc_auc"] < 0.6, result["roc_auc"]
     else:
-        # 400 held-out images: chance gives AUC 0.5 +- 0.03, so 0.65 is five standard deviations above.
-        assert result["roc_auc"] > 0.65, result["roc_auc"]
+        # 400 held-out images: chance gives AUC 0.5 +- 0.029, so 0.62 is four standard deviations above
+        # (measured 2026-11-25 on the 2-core CI machine: AUC 0.681, accuracy 0.605 at 48 px, 4 epochs).
+        assert result["roc_auc"] > 0.62, result["roc_auc"]
         assert result["accuracy"] > 0.58, result["accuracy"]
 
 
