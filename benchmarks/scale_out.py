@@ -8,10 +8,14 @@
    RSS. Past the budget the cache goes to disk and the RSS stays flat.
 2. ``strategies``: ``train`` on one device, ``--strategy mirrored`` over 2 logical CPU devices and
    ``--strategy multiworker`` with 2 processes on 127.0.0.1, same global batch: images/s of the last
-   epoch and the communication overhead (time per image relative to one device).
+   epoch and the communication overhead (time per image relative to one device), and each run's
+   validation AUC. With ``--data`` a real folder, ``--seeds`` several seeds (the seed-to-seed spread is
+   the noise a strategy's AUC is judged by).
 
     python benchmarks/scale_out.py cache --sizes 2000 20000 100000 --budget-gb 1 --big-epochs 1
     python benchmarks/scale_out.py strategies --images 256 --image-size 64 --batch-size 32
+    python benchmarks/scale_out.py strategies --data ../shared/data/rvf10k/train --epochs 4 \
+        --strategies default multiworker --seeds 1337 7
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+STRATEGIES = ("default", "mirrored", "multiworker")
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
@@ -104,37 +109,63 @@ def _last_epoch_rate(log: str, n_train: float) -> float:
     return round(n_train / seconds[-1], 1)
 
 
-def bench_strategies(images: int, image_size: int, batch: int, model: str, epochs: int) -> list[dict]:
+def _val_figures(run: Path) -> dict[str, float]:
+    """Validation ROC AUC and accuracy of a finished run (its ``metrics.json``)."""
+    val = json.loads((run / "metrics.json").read_text()).get("val", {})
+    return {"val_auc": round(val.get("roc_auc", float("nan")), 4),
+            "val_accuracy": round(val.get("accuracy", float("nan")), 4)}
+
+
+def _train_images(run: Path) -> int:
+    """Training images of a finished run (rows of its ``split.csv`` in the train split)."""
+    lines = (run / "split.csv").read_text().splitlines()
+    column = lines[0].split(",").index("split")
+    return sum(1 for line in lines[1:] if line.split(",")[column] == "train")
+
+
+def bench_strategies(images: int, image_size: int, batch: int, model: str, epochs: int,
+                     data: str | None = None, strategies: tuple[str, ...] = STRATEGIES,
+                     seeds: tuple[int, ...] = (1337,), augment: bool = False) -> list[dict]:
+    """Train once per strategy and seed (same global batch, epochs and split): images/s of the last
+    epoch, wall time, and the chief's validation AUC/accuracy. ``data``: a real folder instead of
+    ``images`` synthetic JPEGs; several ``seeds`` give the seed-to-seed noise to judge the AUCs by."""
     from tfdeepfake.distribute import loopback_cluster
 
     tmp = Path(tempfile.mkdtemp(prefix="scale_out_strategies_"))
     try:
-        write_jpegs(tmp / "data", images, size=image_size)
-        n_train = len(list((tmp / "data" / "real").iterdir())) * 2 * 0.8
-        args = ["--model", model, "--data", str(tmp / "data"), "--image-size", str(image_size),
-                "--batch-size", str(batch), "--epochs", str(epochs), "--patience", "50", "--no-jpeg",
-                "--no-blur"]
+        if data is None:
+            write_jpegs(tmp / "data", images, size=image_size)
+            data = str(tmp / "data")
+        args = ["--model", model, "--data", data, "--image-size", str(image_size),
+                "--batch-size", str(batch), "--epochs", str(epochs), "--patience", "50"]
+        if not augment:
+            args += ["--no-jpeg", "--no-blur"]
         rows = []
-        for name in ("default", "mirrored", "multiworker"):
-            start = time.perf_counter()
-            if name == "multiworker":
-                procs = []
-                for i, tf_config in enumerate(loopback_cluster(2)):
-                    env = {**_env(), "TF_CONFIG": tf_config}
-                    procs.append(subprocess.Popen(
-                        [sys.executable, "-m", "tfdeepfake.train", *args, "--strategy", name, "--out",
-                         str(tmp / f"{name}{i}")], env=env, stdout=subprocess.PIPE,
-                        stderr=subprocess.DEVNULL, text=True))
-                log = procs[0].communicate()[0]
-                procs[1].communicate()
-            else:
-                split = "from tfdeepfake.distribute import split_cpu; split_cpu(2); " if name == "mirrored" else ""
-                code = (f"import sys; {split}from tfdeepfake import train; "
-                        f"sys.exit(train.main({[*args, '--strategy', name, '--out', str(tmp / name)]!r}))")
-                log = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True,
-                                     text=True, check=True).stdout
-            rate = _last_epoch_rate(log, n_train)
-            rows.append({"strategy": name, "img_s": rate, "wall_s": round(time.perf_counter() - start, 1)})
+        for seed in seeds:
+            for name in strategies:
+                start = time.perf_counter()
+                out = tmp / f"{name}-{seed}"
+                run_args = [*args, "--seed", str(seed), "--strategy", name]
+                if name == "multiworker":
+                    procs = []
+                    for i, tf_config in enumerate(loopback_cluster(2)):
+                        env = {**_env(), "TF_CONFIG": tf_config}
+                        procs.append(subprocess.Popen(
+                            [sys.executable, "-m", "tfdeepfake.train", *run_args, "--out",
+                             str(out) + (f"-w{i}" if i else "")], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True))
+                    log = procs[0].communicate()[0]
+                    procs[1].communicate()
+                else:
+                    split = ("from tfdeepfake.distribute import split_cpu; split_cpu(2); "
+                             if name == "mirrored" else "")
+                    code = (f"import sys; {split}from tfdeepfake import train; "
+                            f"sys.exit(train.main({[*run_args, '--out', str(out)]!r}))")
+                    log = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True,
+                                         text=True, check=True).stdout
+                rows.append({"strategy": name, "seed": seed,
+                             "img_s": _last_epoch_rate(log, _train_images(out)),
+                             "wall_s": round(time.perf_counter() - start, 1), **_val_figures(out)})
         base = rows[0]["img_s"]
         for row in rows:
             row["overhead_pct"] = round(100 * (base / row["img_s"] - 1), 1)
@@ -158,12 +189,17 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--model", default="resnet18")
     s.add_argument("--epochs", type=int, default=2)
+    s.add_argument("--data", help="a real folder (real/ fake/) instead of synthetic JPEGs")
+    s.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES))
+    s.add_argument("--seeds", type=int, nargs="+", default=[1337])
+    s.add_argument("--augment", action="store_true", help="keep train's JPEG/blur augmentation")
     p.add_argument("--json", help="also write the rows to this file")
     args = p.parse_args(argv)
     if args.what == "cache":
         rows = bench_cache(args.sizes, args.budget_gb, args.epochs, args.big_epochs)
     else:
-        rows = bench_strategies(args.images, args.image_size, args.batch_size, args.model, args.epochs)
+        rows = bench_strategies(args.images, args.image_size, args.batch_size, args.model, args.epochs,
+                                args.data, tuple(args.strategies), tuple(args.seeds), args.augment)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     print(f"peak RSS of this driver: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
