@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import re
@@ -118,9 +119,8 @@ def _val_figures(run: Path) -> dict[str, float]:
 
 def _train_images(run: Path) -> int:
     """Training images of a finished run (rows of its ``split.csv`` in the train split)."""
-    lines = (run / "split.csv").read_text().splitlines()
-    column = lines[0].split(",").index("split")
-    return sum(1 for line in lines[1:] if line.split(",")[column] == "train")
+    with open(run / "split.csv", newline="") as f:
+        return sum(1 for row in csv.DictReader(f) if row["split"] == "train")
 
 
 def bench_strategies(images: int, image_size: int, batch: int, model: str, epochs: int,

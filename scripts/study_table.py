@@ -42,10 +42,8 @@ def _cpu_minutes(log: Path) -> float | None:
 
 
 def _pick(results: dict, name: str) -> dict:
-    for folder, figures in results.get("test_data", {}).items():
-        if Path(folder).parts[-1] == name or folder.rstrip("/").endswith(name):
-            return figures
-    return {}
+    return next((figures for folder, figures in results.get("test_data", {}).items()
+                 if Path(folder).name == name), {})
 
 
 def row(run: Path) -> list[str]:
