@@ -22,7 +22,7 @@ def finished(tmp_path_factory):
     rc = experiment.main(["--data", str(root / "train"), "--test-data", str(root / "test"),
                           "--cross-data", str(root / "other"), "--models", "alexnet", "resnet18",
                           "--image-size", "32", "--epochs", "1", "--batch-size", "8",
-                          "--robustness-images", "6", "--out", str(out)])
+                          "--robustness-images", "6", "--cache", "none", "--out", str(out)])
     assert rc == 0
     return root, out
 
@@ -55,6 +55,32 @@ def test_plots_and_results(finished):
     # --test-data given: nothing carved from the training folder for testing
     split = (out / "runs" / "alexnet" / "split.csv").read_text()
     assert ",test," not in split and ",val," in split
+    # a scale-out flag reaches every member's config, the rest keep TrainConfig's defaults
+    assert json.loads((out / "experiment.json").read_text())["train_options"] == {"cache": "none"}
+    for name in ("alexnet", "resnet18"):
+        member = json.loads((out / "runs" / name / "config.json").read_text())
+        assert (member["cache"], member["strategy"]) == ("none", "auto")
+
+
+def test_only_the_chief_worker_goes_on_after_training(tmp_path, monkeypatch):
+    cfg = experiment.ExperimentConfig(models=["alexnet"], out=str(tmp_path / "exp"),
+                                      train_options={"strategy": "multiworker"})
+    monkeypatch.setattr(experiment, "train_models", lambda cfg, log: {})
+    went_on = []
+    monkeypatch.setattr(experiment, "select_members", lambda runs, k: went_on.append(k) or [])
+    monkeypatch.setattr(experiment, "ensemble_runs", lambda *a: (_ for _ in ()).throw(RuntimeError("chief")))
+    hosts = ["127.0.0.1:1", "127.0.0.1:2"]
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": hosts},
+                                                "task": {"type": "worker", "index": 1}}))
+    assert experiment.training_worker(cfg).index == 1
+    report = experiment.run_experiment(cfg, log=lambda line: None)
+    assert report == tmp_path / "exp" / experiment.REPORT_FILE and not report.exists() and not went_on
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": hosts},
+                                                "task": {"type": "worker", "index": 0}}))
+    assert experiment.training_worker(cfg).chief
+    with pytest.raises(RuntimeError, match="chief"):  # the chief goes on to the ensemble
+        experiment.run_experiment(cfg, log=lambda line: None)
+    assert went_on == [cfg.ensemble_size]
 
 
 def test_members_are_chosen_on_validation(tmp_path):

@@ -51,6 +51,41 @@ def test_cli_end_to_end(tiny_dataset, tmp_path):
     # The same model file scores the same folder identically through both paths.
     assert result["roc_auc"] == pytest.approx(metrics["test_data"][str(other)]["roc_auc"], abs=1e-6)
 
+    # progressive resizing: one more epoch at 40 px starting from this run's weights
+    larger = tmp_path / "run40"
+    assert train.main(["--model", "resnet18", "--data", str(data), "--image-size", "40", "--epochs", "1",
+                       "--batch-size", "8", "--optimizer", "adam", "--lr", "0.001", "--out", str(larger),
+                       "--seed", "3", "--init-from", str(out)]) == 0
+    config = json.loads((larger / "config.json").read_text())
+    assert (config["init_from"], config["image_size"]) == (str(out), 40)
+
+
+def test_warm_start_copies_every_weight_across_image_sizes(tmp_path, capsys):
+    import keras
+
+    from tfdeepfake.models import build_model
+
+    keras.utils.set_random_seed(1)
+    small = build_model("resnet18", 32)
+    small.save(tmp_path / "small.keras")
+    keras.utils.set_random_seed(2)
+    large = build_model("resnet18", 48)
+    assert not np.array_equal(large.weights[0].numpy(), small.weights[0].numpy())
+    assert train.warm_start(large, tmp_path / "small.keras") == len(small.weights)
+    for mine, theirs in zip(large.weights, small.weights, strict=True):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    # a layer whose size follows the image size (vgg13 flattens 1x1 or 2x2 maps) or another --input
+    build_model("vgg13", 32).save(tmp_path / "vgg13.keras")
+    with pytest.raises(ValueError, match="has shape"):
+        train.warm_start(build_model("vgg13", 64), tmp_path / "vgg13.keras")
+    with pytest.raises(ValueError, match="has shape"):
+        train.warm_start(build_model("resnet18", 32, representation="rgb+highpass"), tmp_path / "small.keras")
+    with pytest.raises(SystemExit) as exc:  # a missing source is a usage error before any work
+        train.main(["--model", "resnet18", "--init-from", str(tmp_path / "missing"),
+                    "--out", str(tmp_path / "r")])
+    assert exc.value.code == 2 and "--init-from" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
 
 def test_bad_data_is_an_error_before_training(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:

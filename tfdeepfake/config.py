@@ -77,6 +77,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     ema: float = 0.0  # EMA momentum of the weights; 0 = off
     tta_flip: bool = False
+    init_from: str | None = None  # a run folder or .keras file whose weights start this run
     # scale out (#12): tf.distribute strategy; cache of decoded train/val images (auto: memory when
     # they fit cache_budget_gb, None = half the available memory, else files in cache_dir or the run)
     strategy: str = "auto"
@@ -99,6 +100,7 @@ class TrainConfig:
         choice(field_("precision"), self.precision, (AUTO, *PRECISIONS))
         cli.text(field_("data"), self.data, optional=True)
         cli.text(field_("out"), self.out, optional=True)
+        cli.text(field_("init_from"), self.init_from, optional=True)
         if not isinstance(self.test_data, list | tuple):
             raise cli.usage_error(field_("test_data"), self.test_data, "a list of folders")
         for folder in self.test_data:

@@ -206,6 +206,15 @@ def sync_batch_norm(model: Any) -> int:
     return len(layers)
 
 
+def prepare_replicas(model: Any, image_size: int) -> None:
+    """What a model built under a multi-replica strategy needs before ``fit`` (``train`` and ``tune``):
+    synchronised batch statistics and, on the verified Keras range, the keras#20585 workaround."""
+    if model.distribute_strategy.num_replicas_in_sync > 1:
+        sync_batch_norm(model)
+        if needs_keras_20585_workaround():
+            patch_keras_20585(model, image_size)
+
+
 def distributed_datasets(strategy: Any, make: Any) -> Any:
     """``make(per_replica_batch, shard)`` -> dataset, distributed with the file list sharded per input
     pipeline before decoding (``ctx.input_pipeline_id``) and the per-replica batch size taken from the

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -33,6 +34,7 @@ from tfdeepfake import cli, demo, plots
 from tfdeepfake import data as data_mod
 from tfdeepfake.config import TrainConfig
 from tfdeepfake.console import Log, print_line
+from tfdeepfake.distribute import Worker, choose_strategy, visible_gpus, worker_of
 from tfdeepfake.ensemble import create_ensemble
 from tfdeepfake.evaluate import evaluate_index
 from tfdeepfake.models import MODEL_NAMES
@@ -45,7 +47,13 @@ from tfdeepfake.runs import (
     load_model,
     resolve_model,
 )
-from tfdeepfake.train import check_paths, read_history, train
+from tfdeepfake.train import (
+    add_scale_out_flags,
+    check_paths,
+    read_history,
+    scale_out_overrides,
+    train,
+)
 
 REPORT_FILE = "REPORT.md"
 RESULTS_FILE = "results.json"
@@ -57,7 +65,8 @@ class ExperimentConfig:
 
     ``data=None`` is the built-in synthetic demo data; ``test_data=None`` evaluates on the test split
     carved from ``data``. ``train_config`` is a ``TrainConfig`` JSON (e.g. from ``tfdeepfake.tune``) whose
-    optimiser and regularisation settings every model starts from.
+    optimiser and regularisation settings every model starts from; ``train_options`` (e.g. ``strategy``,
+    ``cache``) are then set on every member's config.
     """
 
     data: str | None = None
@@ -72,6 +81,7 @@ class ExperimentConfig:
     robustness_images: int | None = 300
     seed: int = 1337
     train_config: str | None = None
+    train_options: dict[str, Any] = field(default_factory=dict)  # set on every member (scale-out flags)
     out: str = "runs/experiment"
 
     def resolved_models(self) -> list[str]:
@@ -93,6 +103,7 @@ def base_train_config(cfg: ExperimentConfig, model: str) -> Any:
     )
     if cfg.epochs is not None:
         base["epochs"] = cfg.epochs
+    base.update(cfg.train_options)
     return TrainConfig.from_dict(base)
 
 
@@ -109,6 +120,16 @@ def train_models(cfg: ExperimentConfig, log: Log = print_line) -> dict[str, Path
             log(f"{name}: budget share {share / 60:.1f} min (training stops before overrunning it)")
         runs[name] = train(config, log=log)
     return runs
+
+
+def training_worker(cfg: ExperimentConfig) -> Worker:
+    """This process's place in a multi-worker experiment (``strategy`` multiworker from ``TF_CONFIG``;
+    a lone worker otherwise): every worker trains each member, the chief alone does the rest."""
+    tf_config = os.environ.get("TF_CONFIG")
+    strategy = base_train_config(cfg, cfg.resolved_models()[0]).strategy
+    if choose_strategy(strategy, tf_config, visible_gpus()) != "multiworker":
+        return Worker()
+    return worker_of(tf_config)
 
 
 def find_runs(root: str | Path) -> dict[str, Path]:
@@ -262,6 +283,10 @@ def run_experiment(cfg: ExperimentConfig, *, command: str | None = None, log: Lo
     out.mkdir(parents=True, exist_ok=True)
     (out / "experiment.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     runs = train_models(cfg, log)
+    worker = training_worker(cfg)
+    if not worker.chief:
+        log(f"worker {worker.index}: every member trained; the chief ensembles, evaluates and reports")
+        return out / REPORT_FILE
     members = select_members(runs, cfg.ensemble_size)
     ensemble_dir = ensemble_runs(runs, members, out / "runs")
     log(f"ensemble of {', '.join(members)} written to {ensemble_dir}")
@@ -305,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TrainConfig JSON (e.g. from tfdeepfake.tune) for optimiser/regularisation")
     p.add_argument("--seed", type=cli.non_negative_int, default=d.seed)
     p.add_argument("--out", required=True, help="folder for REPORT.md, plots and runs/")
+    add_scale_out_flags(p, inherit=True)
     return cli.add_debug_flag(p)
 
 
@@ -323,7 +349,8 @@ def _main(argv: list[str]) -> int:
         image_size=args.image_size, epochs=args.epochs, budget_minutes=args.budget_minutes,
         batch_size=args.batch_size, ensemble_size=args.ensemble_size,
         robustness_images=args.robustness_images,
-        seed=args.seed, train_config=args.train_config, out=args.out)
+        seed=args.seed, train_config=args.train_config, train_options=scale_out_overrides(args),
+        out=args.out)
     command = "python -m tfdeepfake.experiment " + shlex.join(argv)
     for model in cfg.resolved_models():  # each member's config and run folder, before any training
         check_paths(base_train_config(cfg, model).validate())

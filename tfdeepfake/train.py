@@ -60,7 +60,7 @@ from tfdeepfake.models.vit import VIT_SIZES
 from tfdeepfake.optim import MomentumSGD  # momentum updated in place: less memory
 from tfdeepfake.recipe import ema_callbacks, learning_rate
 from tfdeepfake.report import comparison_table, run_report
-from tfdeepfake.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_model
+from tfdeepfake.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_model, resolve_model
 from tfdeepfake.scoring import predict_logits, sigmoid
 
 # The pipeline drops unreadable images (``ignore_errors``), so its length is unknown to Keras, which then
@@ -334,7 +334,7 @@ RUN_MARKERS = (CONFIG_FILE, HISTORY_FILE, MODEL_FILE, BACKUP_DIR)  # what makes 
 def check_paths(config: TrainConfig) -> None:
     """Every folder a run reads or writes, checked before any work (``UsageError`` naming the flag):
     ``--out`` writable and, unless resuming, not holding a run already; ``--data`` and each
-    ``--test-data`` existing folders."""
+    ``--test-data`` existing folders; ``--init-from`` a run folder or ``.keras`` file."""
     out = output_dir("--out", config.out)
     # a restarted multi-worker job continues from its workers' backups without --resume
     if out is not None and not config.resume and cluster_tasks(os.environ.get("TF_CONFIG")) < 2:
@@ -345,17 +345,17 @@ def check_paths(config: TrainConfig) -> None:
     input_dir("--data", config.data)
     for folder in config.test_data:
         input_dir("--test-data", folder, optional=False)
+    if config.init_from:
+        try:
+            resolve_model(config.init_from)
+        except (FileNotFoundError, ValueError) as exc:
+            raise usage_error("--init-from", config.init_from, f"a run folder or .keras file ({exc})") from None
 
 
 def _train(config: TrainConfig, log: Log, strategy: Any, worker: Worker) -> Path:
     import tensorflow as tf
 
-    from tfdeepfake.distribute import (
-        distributed_datasets,
-        needs_keras_20585_workaround,
-        patch_keras_20585,
-        sync_batch_norm,
-    )
+    from tfdeepfake.distribute import distributed_datasets, prepare_replicas
 
     where = f", worker {worker.index} of {worker.count}{' (chief)' if worker.chief else ''}"
     log(f"strategy {type(strategy).__name__}: {strategy.num_replicas_in_sync} replica(s) in sync"
@@ -408,11 +408,11 @@ def _train(config: TrainConfig, log: Log, strategy: Any, worker: Worker) -> Path
         model = build_model(
             config.model, image_size, l2=config.l2, dropout=config.dropout, **config.model_kwargs()
         )
+        if config.init_from and not config.resume:  # a resumed run's backup holds its weights
+            copied = warm_start(model, config.init_from)
+            log(f"weights initialised from {config.init_from} ({copied} arrays)")
         compile_model(model, config, data_mod.steps_per_epoch(len(index.rows("train")), config.batch_size))
-    if strategy.num_replicas_in_sync > 1:
-        sync_batch_norm(model)
-        if needs_keras_20585_workaround():
-            patch_keras_20585(model, image_size)
+    prepare_replicas(model, image_size)
     log(f"model {config.model}: {model.count_params():,} parameters, image size {image_size}, "
         f"input {config.input}, optimizer {config.optimizer} lr {config.lr} ({config.lr_schedule}), "
         f"l2 {config.l2}, precision {precision}")
@@ -452,6 +452,27 @@ def _train(config: TrainConfig, log: Log, strategy: Any, worker: Worker) -> Path
     log(f"run folder: {out}")
     log(summary)
     return out
+
+
+def warm_start(model: Any, source: str | Path) -> int:
+    """Copy every weight of ``source`` (a run folder or ``.keras`` file) into ``model``; return the
+    count of arrays copied. Both must be the same architecture and input representation; the image
+    size may differ where no weight depends on it (resnet18, densenet121, xception, ...: progressive
+    resizing, train small then finish large). A mismatch raises ``ValueError`` naming the weight."""
+    ref = resolve_model(source)
+    src = load_model(ref.model_path)
+    if src.name == "ensemble" or len(src.weights) != len(model.weights):
+        raise ValueError(f"--init-from {source}: {len(src.weights)} weight arrays, this {model.name} has "
+                         f"{len(model.weights)} (expected a run of the same model and --input)")
+    for mine, theirs in zip(model.weights, src.weights, strict=True):
+        if tuple(mine.shape) != tuple(theirs.shape):
+            raise ValueError(f"--init-from {source}: weight {theirs.path} has shape {tuple(theirs.shape)}, "
+                             f"this model's {mine.path} {tuple(mine.shape)} (a layer whose size follows "
+                             "the image size, e.g. alexnet's or vgg13's flatten or vit's positions, "
+                             "cannot change size)")
+    for mine, theirs in zip(model.weights, src.weights, strict=True):
+        mine.assign(theirs.numpy())
+    return len(model.weights)
 
 
 def weights_digest(model: Any) -> str:
@@ -583,6 +604,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "text), e.g. size=small or patch_size=8 for vit, batch_norm=true for vgg13")
     p.add_argument("--vit-size", choices=tuple(VIT_SIZES), default=None,
                    help="same as --model-option size=SIZE for --model vit (default: tiny)")
+    p.add_argument("--init-from", default=None, metavar="RUN",
+                   help="start from the weights of this run folder or .keras file (same model and "
+                        "--input; a fully convolutional model may change --image-size: progressive "
+                        "resizing, e.g. 4 epochs at 64 px, then 2 at 128 px from that run)")
     p.add_argument("--time-limit-minutes", type=float, default=None,
                    help="stop before an epoch that would end past this wall-clock budget")
     g = p.add_argument_group("input representation and recipe")
@@ -600,22 +625,44 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tta-flip", action="store_true",
                    help="score each image as the mean logit of it and its mirror image (inside the "
                         "model, so evaluate, ensembles, the export and predict all do it)")
-    g = p.add_argument_group("scale out (README, 'Scale out')")
-    g.add_argument("--strategy", choices=STRATEGIES, default=d.strategy,
-                   help="auto: multiworker when TF_CONFIG names several tasks, mirrored with several "
-                        "GPUs, else default (one device) (default: %(default)s)")
-    g.add_argument("--cache", choices=CACHE_MODES, default=d.cache,
-                   help="decoded train/val images: auto = in memory when they fit --cache-budget-gb, "
-                        "else a file cache on disk (default: %(default)s)")
-    g.add_argument("--cache-dir", default=None, help="folder for disk caches (default RUN/cache)")
-    g.add_argument("--cache-budget-gb", type=float, default=None,
-                   help="memory for in-memory caches (default: half the memory available at start)")
-    g.add_argument("--keep-cache", action="store_true",
-                   help="keep the disk cache after the run (a later run on the same files reuses it)")
+    add_scale_out_flags(p)
     p.add_argument("--config", metavar="FILE",
                    help="a config JSON (a run's config.json, or tfdeepfake.tune's best config) whose "
                         "values become the defaults; flags given on the command line still win")
     return add_debug_flag(p)
+
+
+SCALE_OUT_FIELDS = ("strategy", "cache", "cache_dir", "cache_budget_gb", "keep_cache")
+
+
+def add_scale_out_flags(p: argparse.ArgumentParser, inherit: bool = False) -> None:
+    """The scale-out flags (``SCALE_OUT_FIELDS``) of ``train``, ``tune`` and ``experiment``.
+
+    ``inherit``: every default is None, meaning the ``--config`` file's value (or ``TrainConfig``'s);
+    :func:`scale_out_overrides` returns the flags given.
+    """
+    d = TrainConfig()
+
+    def default(value: Any) -> Any:
+        return None if inherit else value
+
+    g = p.add_argument_group("scale out (README, 'Scale out')")
+    g.add_argument("--strategy", choices=STRATEGIES, default=default(d.strategy),
+                   help="auto: multiworker when TF_CONFIG names several tasks, mirrored with several "
+                        f"GPUs, else default (one device) (default: {d.strategy})")
+    g.add_argument("--cache", choices=CACHE_MODES, default=default(d.cache),
+                   help="decoded train/val images: auto = in memory when they fit --cache-budget-gb, "
+                        f"else a file cache on disk (default: {d.cache})")
+    g.add_argument("--cache-dir", default=None, help="folder for disk caches (default RUN/cache)")
+    g.add_argument("--cache-budget-gb", type=float, default=None,
+                   help="memory for in-memory caches (default: half the memory available at start)")
+    g.add_argument("--keep-cache", action="store_true", default=default(False),
+                   help="keep the disk cache after the run (a later run on the same files reuses it)")
+
+
+def scale_out_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The scale-out flags given on a command line built with ``add_scale_out_flags(inherit=True)``."""
+    return {k: getattr(args, k) for k in SCALE_OUT_FIELDS if getattr(args, k) is not None}
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,12 +24,20 @@ import pandas as pd
 
 from tfdeepfake import cli, demo
 from tfdeepfake import data as data_mod
+from tfdeepfake.cli import usage_error
 from tfdeepfake.config import OPTIMIZERS, TrainConfig
 from tfdeepfake.console import print_line
+from tfdeepfake.distribute import (
+    choose_strategy,
+    distributed_datasets,
+    get_strategy,
+    prepare_replicas,
+    visible_gpus,
+)
 from tfdeepfake.hardware import precision_policy
 from tfdeepfake.models import MODEL_NAMES, build_model
 from tfdeepfake.recipe import ema_callbacks
-from tfdeepfake.train import compile_model
+from tfdeepfake.train import add_scale_out_flags, compile_model, scale_out_overrides
 
 ALGORITHMS = ("random", "hyperband")
 OBJECTIVES = {"val_loss": "min", "val_auc": "max", "val_accuracy": "max"}
@@ -52,9 +61,12 @@ def _hypermodel_class() -> Any:
     class DetectorHyperModel(kt.HyperModel):
         """Builds ``base.model`` with sampled lr/L2/dropout; fits it with the sampled batch size."""
 
-        def __init__(self, base: TrainConfig, index: Any, batch_sizes: Sequence[int]) -> None:
+        def __init__(self, base: TrainConfig, index: Any, batch_sizes: Sequence[int],
+                     strategy: Any = None, caches: Any = None) -> None:
             super().__init__(name=base.model)
             self.base, self.index, self.batch_sizes = base, index, tuple(batch_sizes)
+            self.strategy = strategy or get_strategy("default")
+            self.caches = caches
             self._datasets: dict[int, tuple[Any, Any]] = {}
 
         def config_for(self, hp: Any) -> TrainConfig:
@@ -72,18 +84,30 @@ def _hypermodel_class() -> Any:
             model = build_model(config.model, config.resolved_image_size, l2=config.l2,
                                 dropout=config.dropout, **config.model_kwargs())
             steps = data_mod.steps_per_epoch(len(self.index.rows("train")), config.batch_size)
-            return compile_model(model, config, steps)
+            compile_model(model, config, steps)  # KerasTuner calls build inside the strategy's scope
+            prepare_replicas(model, config.resolved_image_size)
+            return model
 
         def datasets(self, batch_size: int) -> tuple[Any, Any]:
+            """Train and val datasets of one global batch size (shared by the trials that sample it),
+            distributed over the strategy's replicas and cached as ``base.cache`` says."""
             if batch_size not in self._datasets:
-                b = self.base
+                b, size = self.base, self.base.resolved_image_size
                 augment = data_mod.AugmentConfig(flip=b.augment_flip, jpeg=b.augment_jpeg,
                                                  blur=b.augment_blur)
-                common = {"image_size": b.resolved_image_size, "batch_size": batch_size, "seed": b.seed}
-                self._datasets[batch_size] = (
-                    data_mod.dataset_for(self.index, "train", training=True, augment=augment, **common),
-                    data_mod.dataset_for(self.index, "val", training=False, **common),
-                )
+
+                def split_dataset(split: str, **kwargs: Any) -> Any:
+                    def make(per_replica_batch: Any, shard: tuple[int, int] | None) -> Any:
+                        paths = self.index.rows(split)["path"].tolist()
+                        cache = self.caches.choose(f"{split}-b{batch_size}", paths, size, shard,
+                                                   print_line) if self.caches else True
+                        return data_mod.dataset_for(self.index, split, image_size=size, seed=b.seed,
+                                                    batch_size=per_replica_batch(batch_size),
+                                                    cache=cache, shard=shard, **kwargs)
+                    return distributed_datasets(self.strategy, make)
+
+                self._datasets[batch_size] = (split_dataset("train", training=True, augment=augment),
+                                              split_dataset("val", training=False))
             return self._datasets[batch_size]
 
         def fit(self, hp: Any, model: Any, *args: Any, **kwargs: Any) -> Any:
@@ -105,8 +129,9 @@ def _hypermodel_class() -> Any:
 
 def make_tuner(base: TrainConfig, index: Any, *, algorithm: str = "random", max_trials: int = 10,
                objective: str = "val_loss", out: str | Path = "runs/tune",
-               batch_sizes: Sequence[int] = BATCH_SIZES) -> Any:
-    """A KerasTuner tuner over ``base`` (its lr/l2/dropout/batch size are searched) on ``index``."""
+               batch_sizes: Sequence[int] = BATCH_SIZES, strategy: Any = None, caches: Any = None) -> Any:
+    """A KerasTuner tuner over ``base`` (its lr/l2/dropout/batch size are searched) on ``index``;
+    every trial is built and trained under ``strategy`` (default: one device)."""
     import keras_tuner as kt
 
     if algorithm not in ALGORITHMS:
@@ -115,9 +140,10 @@ def make_tuner(base: TrainConfig, index: Any, *, algorithm: str = "random", max_
         raise ValueError(f"objective must be one of {sorted(OBJECTIVES)}, got {objective!r}")
     if max_trials < 1:
         raise ValueError(f"max_trials must be >= 1, got {max_trials}")
-    hypermodel = _hypermodel_class()(base, index, batch_sizes)
+    hypermodel = _hypermodel_class()(base, index, batch_sizes, strategy, caches)
     common = {"objective": kt.Objective(objective, OBJECTIVES[objective]), "seed": base.seed,
-              "directory": str(out), "project_name": "tuner", "overwrite": True}
+              "directory": str(out), "project_name": "tuner", "overwrite": True,
+              "distribution_strategy": hypermodel.strategy}
     if algorithm == "hyperband":
         return kt.Hyperband(hypermodel, max_epochs=base.resolved_epochs, factor=3, **common)
     return kt.RandomSearch(hypermodel, max_trials=max_trials, **common)
@@ -142,17 +168,29 @@ def tune(base: TrainConfig, *, algorithm: str = "random", max_trials: int = 10,
     """Search, then write ``OUT/best_config.json`` and ``OUT/trials.csv``; return the config's path.
 
     Keras' global dtype policy is the config's precision during the search and restored afterwards.
+    Trials run under ``base.strategy`` (``default``, or ``mirrored`` over the local devices; created
+    before any other TensorFlow call) and cache their datasets as ``base.cache`` says.
     """
     base.validate()
+    name = choose_strategy(base.strategy, os.environ.get("TF_CONFIG"), visible_gpus())
+    if name == "multiworker":
+        raise usage_error("--strategy", name, "default or mirrored: a search runs on one machine (train "
+                          "the best config with `train --strategy multiworker`)")
+    strategy = get_strategy(name)
+    bad = [b for b in batch_sizes if b % strategy.num_replicas_in_sync]
+    if bad:
+        raise usage_error("--batch-sizes", bad, f"multiples of the {strategy.num_replicas_in_sync} "
+                          f"replicas of the {name} strategy (each is a global batch)")
     with precision_policy(base.precision):
         return _tune(base, algorithm=algorithm, max_trials=max_trials, objective=objective, out=out,
-                     batch_sizes=batch_sizes)
+                     batch_sizes=batch_sizes, strategy=strategy)
 
 
 def _tune(base: TrainConfig, *, algorithm: str, max_trials: int, objective: str,
-          out: str | Path | None, batch_sizes: Sequence[int]) -> Path:
+          out: str | Path | None, batch_sizes: Sequence[int], strategy: Any) -> Path:
     out = Path(out or Path("runs") / f"tune-{base.model}")
     out.mkdir(parents=True, exist_ok=True)
+    print_line(f"strategy {type(strategy).__name__}: {strategy.num_replicas_in_sync} replica(s) in sync")
     keras.utils.set_random_seed(base.seed)
     index = data_mod.index_folder(
         base.data or demo.demo_dataset(), val_fraction=base.val_fraction,
@@ -160,9 +198,13 @@ def _tune(base: TrainConfig, *, algorithm: str, max_trials: int, objective: str,
     print_line(index.summary())
     if index.rows("val").empty:
         raise ValueError(f"{index.root}: no validation images (tuning is scored on validation)")
+    caches = data_mod.CachePlan(base.cache, base.cache_budget_gb, base.cache_dir or out / "cache")
     tuner = make_tuner(base, index, algorithm=algorithm, max_trials=max_trials, objective=objective,
-                       out=out, batch_sizes=batch_sizes)
-    tuner.search(epochs=base.resolved_epochs, verbose=0)
+                       out=out, batch_sizes=batch_sizes, strategy=strategy, caches=caches)
+    try:
+        tuner.search(epochs=base.resolved_epochs, verbose=0)
+    finally:
+        caches.clean(keep=base.keep_cache, log=print_line)
     best_hp = tuner.get_best_hyperparameters(1)[0]
     best = dataclasses.replace(base, lr=float(best_hp.get("lr")), l2=float(best_hp.get("l2")),
                                dropout=float(best_hp.get("dropout")),
@@ -198,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, metavar="FILE",
                    help="start from this TrainConfig JSON (its other settings are kept)")
     p.add_argument("--out", default=None, help="folder for best_config.json (default runs/tune-MODEL)")
+    add_scale_out_flags(p, inherit=True)
     return cli.add_debug_flag(p)
 
 
@@ -212,6 +255,7 @@ def _main(argv: list[str]) -> int:
     for key in ("data", "epochs", "image_size"):
         if getattr(args, key) is not None:
             base[key] = getattr(args, key)
+    base.update(scale_out_overrides(args))
     path = tune(TrainConfig.from_dict(base), algorithm=args.algorithm, max_trials=args.max_trials,
                 objective=args.objective, out=args.out, batch_sizes=args.batch_sizes)
     print(json.dumps(json.loads(path.read_text()), indent=2))
