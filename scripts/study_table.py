@@ -27,6 +27,10 @@ def _recipe(config: dict) -> str:
         parts.append(f"ema {config['ema']:g}")
     if config.get("tta_flip"):
         parts.append("tta-flip")
+    if config.get("batch_size", 32) != 32:
+        parts.append(f"batch {config['batch_size']}, lr {config['lr']:g}")
+    if config.get("init_from"):
+        parts.append(f"from {Path(config['init_from']).name}")
     return ", ".join(parts)
 
 

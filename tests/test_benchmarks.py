@@ -317,3 +317,14 @@ def test_memory_stages_tiny():
     assert stages[1][1]["RssFile"] > 0
     text = vs.memory_table({"ours[auto]": stages})
     assert text.count("\n") == len(stages) + 1 and "| ours[auto] | framework imported |" in text
+
+
+def test_step_cost_smoke(tmp_path):
+    from benchmarks import step_cost
+
+    out = tmp_path / "rows.json"
+    assert step_cost.main(["--json", str(out), "model", "--models", "resnet18", "--sizes", "32",
+                           "--batch-sizes", "4", "--steps", "2"]) == 0
+    (row,) = json.loads(out.read_text())
+    assert (row["model"], row["size"], row["batch"], row["jit"]) == ("resnet18", 32, 4, False)
+    assert row["ms_step"] > 0 and row["img_s"] == pytest.approx(4 / row["ms_step"] * 1000, rel=0.01)
