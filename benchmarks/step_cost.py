@@ -1,6 +1,7 @@
 """Where a training step's CPU time goes (#11: accuracy per CPU-minute): model vs input pipeline.
 
-1. ``model``: for each ``--models`` x ``--sizes`` x ``--batch-sizes`` (x XLA off/on with ``--jit``), a
+1. ``model``: for each ``--models`` x ``--sizes`` x ``--batch-sizes`` (x XLA off/on with ``--jit``, x
+   ``--conv-grad fast stock``: ``models.layers.FastGradConv2D``'s input gradient or TensorFlow's), a
    model is built and compiled exactly as ``train`` does (``train.compile_model``: Adam, L2 1e-4, BCE on
    the logit, accuracy + AUC metrics, float32) and ``train_on_batch`` is timed on a fixed random batch:
    the median of ``--steps`` steps after 3 warm-up steps, as ms/step and images/s. Every combination runs
@@ -10,6 +11,8 @@
    the first pass (decoding) and of a second pass (from the cache, augmentation only).
 
     python benchmarks/step_cost.py model --models resnet18 --sizes 64 96 128 --batch-sizes 32 128 --jit
+    python benchmarks/step_cost.py model --models resnet18 densenet121 vgg13 --sizes 64 128 --batch-sizes 32 \
+        --conv-grad fast stock
     python benchmarks/step_cost.py pipeline --data ../shared/data/rvf10k/train --size 64
 """
 
@@ -31,6 +34,8 @@ from tfdeepfake.config import TrainConfig
 from tfdeepfake.models import build_model
 from tfdeepfake.train import compile_model
 name, size, batch, jit, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1", int(sys.argv[5])
+from tfdeepfake.models import layers
+layers.FAST_CONV_GRAD = sys.argv[6] == "fast"
 keras.mixed_precision.set_global_policy("float32")
 config = TrainConfig(model=name, image_size=size, batch_size=batch, optimizer="adam", lr=1e-3,
                      precision="float32", jit_compile=jit)
@@ -44,7 +49,8 @@ times = []
 for _ in range(steps):
     t = time.perf_counter(); model.train_on_batch(x, y); times.append(time.perf_counter() - t)
 ms = 1000 * statistics.median(times)
-print(json.dumps({"model": name, "size": size, "batch": batch, "jit": jit, "ms_step": round(ms, 1),
+print(json.dumps({"model": name, "size": size, "batch": batch, "jit": jit, "conv_grad": sys.argv[6],
+                  "ms_step": round(ms, 1),
                   "img_s": round(batch / ms * 1000, 1)}))
 """
 
@@ -85,15 +91,17 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128])
     m.add_argument("--steps", type=int, default=10)
     m.add_argument("--jit", action="store_true", help="also time each with XLA (jit_compile=True)")
+    m.add_argument("--conv-grad", nargs="+", choices=("fast", "stock"), default=["fast"],
+                   help="FastGradConv2D's input gradient (fast) and/or TensorFlow's own (stock)")
     q = sub.add_parser("pipeline")
     q.add_argument("--data", required=True)
     q.add_argument("--size", type=int, default=64)
     p.add_argument("--json", help="also write the rows to this file")
     args = p.parse_args(argv)
     if args.what == "model":
-        rows = [_run(MODEL_STEP, name, str(size), str(batch), jit, str(args.steps))
+        rows = [_run(MODEL_STEP, name, str(size), str(batch), jit, str(args.steps), grad)
                 for name in args.models for size in args.sizes for batch in args.batch_sizes
-                for jit in (("0", "1") if args.jit else ("0",))]
+                for jit in (("0", "1") if args.jit else ("0",)) for grad in args.conv_grad]
     else:
         rows = [_run(PIPELINE, args.data, str(args.size))]
     if args.json:

@@ -326,5 +326,5 @@ def test_step_cost_smoke(tmp_path):
     assert step_cost.main(["--json", str(out), "model", "--models", "resnet18", "--sizes", "32",
                            "--batch-sizes", "4", "--steps", "2"]) == 0
     (row,) = json.loads(out.read_text())
-    assert (row["model"], row["size"], row["batch"], row["jit"]) == ("resnet18", 32, 4, False)
+    assert (row["model"], row["size"], row["batch"], row["jit"], row["conv_grad"]) == ("resnet18", 32, 4, False, "fast")
     assert row["ms_step"] > 0 and row["img_s"] == pytest.approx(4 / row["ms_step"] * 1000, rel=0.01)

@@ -446,3 +446,30 @@ def test_small_inputs_pad_pools_that_would_vanish() -> None:
     assert shape_of(model, "flatten") == (256,)
     large = build_model("alexnet", 67)  # the smallest size whose maps all stay >= 3 before a pool
     assert [large.get_layer(f"block{i}_pool").padding for i in (1, 2, 5)] == ["valid"] * 3
+
+
+@pytest.mark.parametrize(("kernel", "padding", "strides"),
+                         [(3, "same", 1), (1, "same", 1), (3, "valid", 1), (2, "valid", 1), (3, "same", 2)])
+def test_fast_grad_conv_matches_keras_conv(kernel: int, padding: str, strides: int) -> None:
+    """Same outputs and gradients (input and kernel) as keras' Conv2D, on the fast path and off it."""
+    import tensorflow as tf
+
+    from tfdeepfake.models.layers import FastGradConv2D
+
+    args = {"filters": 5, "kernel_size": kernel, "padding": padding, "strides": strides, "use_bias": True}
+    fast, stock = FastGradConv2D(**args), keras.layers.Conv2D(**args)
+    x = tf.constant(np.random.default_rng(0).normal(size=(2, 6, 7, 3)), tf.float32)
+    fast.build(x.shape)
+    stock.build(x.shape)
+    stock.set_weights(fast.get_weights())
+    assert fast._fast_path() == (strides == 1 and (padding == "valid" or kernel % 2 == 1))
+    results = []
+    for layer in (fast, stock):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            weights = tf.reshape(tf.range(tf.size(y), dtype=tf.float32) / 10.0, tf.shape(y))
+            loss = tf.reduce_sum(y * weights)  # a different weight per output: a wrong gradient shows
+        results.append((y, *tape.gradient(loss, [x, *layer.trainable_weights])))
+    for mine, theirs in zip(*results, strict=True):
+        np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-4)

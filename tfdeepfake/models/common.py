@@ -17,6 +17,8 @@ from typing import Any
 import keras
 from keras import layers, ops
 
+from tfdeepfake.models.layers import FastGradConv2D
+
 # The registry lives in its own module; re-exported here for the family modules.
 from tfdeepfake.models.registry import (  # noqa: F401
     ModelBuilder,
@@ -232,7 +234,7 @@ def conv_bn(
     ``use_bias=True`` keeps the conv bias PyTorch's ``Conv2d`` has by default (redundant before BN,
     but part of the original layouts' parameter counts).
     """
-    x = layers.Conv2D(
+    x = FastGradConv2D(
         filters,
         kernel_size,
         strides=strides,

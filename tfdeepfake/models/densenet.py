@@ -15,6 +15,7 @@ from tfdeepfake.models.common import (
     stem,
     validate_common,
 )
+from tfdeepfake.models.layers import FastGradConv2D
 
 _DENSENET121_BLOCKS: tuple[int, ...] = (6, 12, 24, 16)
 _GROWTH = 32
@@ -25,7 +26,7 @@ _COMPRESSION = 0.5
 def _conv(
     x: keras.KerasTensor, filters: int, kernel: int, l2: float, name: str
 ) -> keras.KerasTensor:
-    return layers.Conv2D(
+    return FastGradConv2D(
         filters, kernel, padding="same", use_bias=False, name=name, **conv_kwargs(l2)
     )(x)
 

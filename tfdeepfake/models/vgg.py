@@ -14,6 +14,7 @@ from tfdeepfake.models.common import (
     register_model,
     validate_common,
 )
+from tfdeepfake.models.layers import FastGradConv2D
 
 _VGG13_STAGES: tuple[tuple[int, int], ...] = ((64, 2), (128, 2), (256, 2), (512, 2), (512, 2))
 """(filters, convs) per stage; a 2x2 max-pool follows every stage."""
@@ -47,7 +48,7 @@ def build_vgg13(
         for c in range(1, convs + 1):
             name = f"block{s}_conv{c}"
             last = s == len(_VGG13_STAGES) and c == convs
-            x = layers.Conv2D(
+            x = FastGradConv2D(
                 filters, 3, padding="same", use_bias=not batch_norm, name=name, **conv_kwargs(l2)
             )(x)
             if batch_norm:
