@@ -355,7 +355,7 @@ def check_paths(config: TrainConfig) -> None:
 def _train(config: TrainConfig, log: Log, strategy: Any, worker: Worker) -> Path:
     import tensorflow as tf
 
-    from tfdeepfake.distribute import distributed_datasets, prepare_replicas
+    from tfdeepfake.distribute import prepare_replicas
 
     where = f", worker {worker.index} of {worker.count}{' (chief)' if worker.chief else ''}"
     log(f"strategy {type(strategy).__name__}: {strategy.num_replicas_in_sync} replica(s) in sync"
@@ -394,15 +394,10 @@ def _train(config: TrainConfig, log: Log, strategy: Any, worker: Worker) -> Path
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)  # set by EpochSeeds
     caches = data_mod.CachePlan(config.cache, config.cache_budget_gb, config.cache_dir or out / "cache")
 
-    def split_dataset(split: str, **kwargs: Any) -> Any:
-        def make(per_replica_batch: Callable[[int], int], shard: tuple[int, int] | None) -> Any:
-            cache = caches.choose(split, index.rows(split)["path"].tolist(), image_size, shard, log)
-            return data_mod.dataset_for(index, split, image_size=image_size, seed=config.seed, cache=cache,
-                                        batch_size=per_replica_batch(config.batch_size), shard=shard, **kwargs)
-        return distributed_datasets(strategy, make)
-
-    train_ds = split_dataset("train", training=True, augment=augment, epoch=epoch)
-    val_ds = split_dataset("val", training=False)
+    common = {"image_size": image_size, "batch_size": config.batch_size, "seed": config.seed, "log": log}
+    train_ds = split_dataset(index, "train", strategy, caches, training=True, augment=augment, epoch=epoch,
+                             **common)
+    val_ds = split_dataset(index, "val", strategy, caches, training=False, **common)
 
     with strategy.scope():
         model = build_model(
@@ -454,6 +449,23 @@ def _train(config: TrainConfig, log: Log, strategy: Any, worker: Worker) -> Path
     return out
 
 
+def split_dataset(index: Any, split: str, strategy: Any, caches: data_mod.CachePlan, *, image_size: int,
+                  batch_size: int, seed: int, log: Log = print_line, cache_label: str | None = None,
+                  **kwargs: Any) -> Any:
+    """One split of ``index`` as ``train`` and ``tune`` read it: ``batch_size`` is the global batch,
+    distributed over ``strategy``'s replicas with the file list sharded per worker before decoding
+    (:func:`tfdeepfake.distribute.distributed_datasets`), cached where ``caches`` decides (logged as
+    ``cache_label``, default the split); ``kwargs`` go to :func:`tfdeepfake.data.dataset_for`."""
+    from tfdeepfake.distribute import distributed_datasets
+
+    def make(per_replica_batch: Callable[[int], int], shard: tuple[int, int] | None) -> Any:
+        cache = caches.choose(cache_label or split, index.rows(split)["path"].tolist(), image_size, shard, log)
+        return data_mod.dataset_for(index, split, image_size=image_size, seed=seed, cache=cache,
+                                    batch_size=per_replica_batch(batch_size), shard=shard, **kwargs)
+
+    return distributed_datasets(strategy, make)
+
+
 def warm_start(model: Any, source: str | Path) -> int:
     """Copy every weight of ``source`` (a run folder or ``.keras`` file) into ``model``; return the
     count of arrays copied. Both must be the same architecture and input representation; the image
@@ -461,7 +473,7 @@ def warm_start(model: Any, source: str | Path) -> int:
     resizing, train small then finish large). A mismatch raises ``ValueError`` naming the weight."""
     ref = resolve_model(source)
     src = load_model(ref.model_path)
-    if src.name == "ensemble" or len(src.weights) != len(model.weights):
+    if len(src.weights) != len(model.weights):
         raise ValueError(f"--init-from {source}: {len(src.weights)} weight arrays, this {model.name} has "
                          f"{len(model.weights)} (expected a run of the same model and --input)")
     for mine, theirs in zip(model.weights, src.weights, strict=True):

@@ -29,7 +29,6 @@ from tfdeepfake.config import OPTIMIZERS, TrainConfig
 from tfdeepfake.console import print_line
 from tfdeepfake.distribute import (
     choose_strategy,
-    distributed_datasets,
     get_strategy,
     prepare_replicas,
     visible_gpus,
@@ -37,7 +36,7 @@ from tfdeepfake.distribute import (
 from tfdeepfake.hardware import precision_policy
 from tfdeepfake.models import MODEL_NAMES, build_model
 from tfdeepfake.recipe import ema_callbacks
-from tfdeepfake.train import add_scale_out_flags, compile_model, scale_out_overrides
+from tfdeepfake.train import add_scale_out_flags, compile_model, scale_out_overrides, split_dataset
 
 ALGORITHMS = ("random", "hyperband")
 OBJECTIVES = {"val_loss": "min", "val_auc": "max", "val_accuracy": "max"}
@@ -66,7 +65,7 @@ def _hypermodel_class() -> Any:
             super().__init__(name=base.model)
             self.base, self.index, self.batch_sizes = base, index, tuple(batch_sizes)
             self.strategy = strategy or get_strategy("default")
-            self.caches = caches
+            self.caches = caches or data_mod.CachePlan("memory", None, ".")  # memory: writes no file
             self._datasets: dict[int, tuple[Any, Any]] = {}
 
         def config_for(self, hp: Any) -> TrainConfig:
@@ -90,24 +89,17 @@ def _hypermodel_class() -> Any:
 
         def datasets(self, batch_size: int) -> tuple[Any, Any]:
             """Train and val datasets of one global batch size (shared by the trials that sample it),
-            distributed over the strategy's replicas and cached as ``base.cache`` says."""
+            read as ``train`` reads them (distributed over the strategy, cached as ``base.cache`` says)."""
             if batch_size not in self._datasets:
-                b, size = self.base, self.base.resolved_image_size
+                b = self.base
                 augment = data_mod.AugmentConfig(flip=b.augment_flip, jpeg=b.augment_jpeg,
                                                  blur=b.augment_blur)
-
-                def split_dataset(split: str, **kwargs: Any) -> Any:
-                    def make(per_replica_batch: Any, shard: tuple[int, int] | None) -> Any:
-                        paths = self.index.rows(split)["path"].tolist()
-                        cache = self.caches.choose(f"{split}-b{batch_size}", paths, size, shard,
-                                                   print_line) if self.caches else True
-                        return data_mod.dataset_for(self.index, split, image_size=size, seed=b.seed,
-                                                    batch_size=per_replica_batch(batch_size),
-                                                    cache=cache, shard=shard, **kwargs)
-                    return distributed_datasets(self.strategy, make)
-
-                self._datasets[batch_size] = (split_dataset("train", training=True, augment=augment),
-                                              split_dataset("val", training=False))
+                common = {"image_size": b.resolved_image_size, "batch_size": batch_size, "seed": b.seed}
+                self._datasets[batch_size] = tuple(
+                    split_dataset(self.index, split, self.strategy, self.caches,
+                                  cache_label=f"{split}-b{batch_size}", **common, **kwargs)
+                    for split, kwargs in (("train", {"training": True, "augment": augment}),
+                                          ("val", {"training": False})))
             return self._datasets[batch_size]
 
         def fit(self, hp: Any, model: Any, *args: Any, **kwargs: Any) -> Any:
