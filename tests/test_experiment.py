@@ -21,7 +21,7 @@ def finished(tmp_path_factory):
     out = root / "out"
     rc = experiment.main(["--data", str(root / "train"), "--test-data", str(root / "test"),
                           "--cross-data", str(root / "other"), "--models", "alexnet", "resnet18",
-                          "--image-size", "32", "--epochs", "1", "--batch-size", "8",
+                          "--image-size", "32", "--epochs", "1", "--model-epochs", "resnet18=2", "--batch-size", "8",
                           "--robustness-images", "6", "--cache", "none", "--out", str(out)])
     assert rc == 0
     return root, out
@@ -99,6 +99,29 @@ def test_goal_lines_say_by_how_much():
     results = {"ensemble": {"test": {"accuracy": 0.9}, "hardfake": {"roc_auc": 0.96}}}
     lines = report.goal_lines(results, ["test", "hardfake"])
     assert "MISSED by 5.0 points" in lines[0] and lines[1].endswith("met")
+
+
+def test_model_epochs_override_epochs_for_one_model(finished):
+    root, out = finished
+    epochs = {name: json.loads((out / "runs" / name / "config.json").read_text())["epochs"]
+              for name in ("alexnet", "resnet18")}
+    assert epochs == {"alexnet": 1, "resnet18": 2}
+    assert json.loads((out / "runs" / "resnet18" / "metrics.json").read_text())["epochs_run"] == 2
+
+
+@pytest.mark.parametrize("entry", ["resnet18", "lenet=3", "resnet18=0", "vit=x"])
+def test_bad_model_epochs_exit_2(tmp_path, capsys, entry):
+    with pytest.raises(SystemExit) as exc:
+        experiment.main(["--model-epochs", entry, "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "--model-epochs" in capsys.readouterr().err
+
+
+def test_model_epochs_for_an_untrained_model_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        experiment.main(["--models", "alexnet", "--model-epochs", "vit=3", "--out", str(tmp_path / "o")])
+    assert exc.value.code == 2
+    assert "vit" in capsys.readouterr().err
 
 
 def test_unknown_model_exits_2(tmp_path, capsys):

@@ -75,6 +75,7 @@ class ExperimentConfig:
     models: list[str] = field(default_factory=list)  # empty: all of MODEL_NAMES
     image_size: int = 64
     epochs: int | None = None  # maximum epochs per model (None: TrainConfig's default)
+    model_epochs: dict[str, int] = field(default_factory=dict)  # per-model maximum, over ``epochs``
     budget_minutes: float | None = None
     batch_size: int = 32
     ensemble_size: int = 3
@@ -89,6 +90,10 @@ class ExperimentConfig:
         unknown = [m for m in names if m not in MODEL_NAMES]
         if unknown:
             raise ValueError(f"unknown model(s) {unknown}; expected some of {list(MODEL_NAMES)}")
+        unplanned = sorted(set(self.model_epochs) - set(names))
+        if unplanned:
+            raise ValueError(f"model_epochs names {unplanned}, which this experiment does not train "
+                             f"({names})")
         return names
 
 
@@ -101,8 +106,9 @@ def base_train_config(cfg: ExperimentConfig, model: str) -> Any:
         seed=cfg.seed, out=str(Path(cfg.out) / "runs" / model), resume=False,
         test_fraction=0.0 if cfg.test_data else base.get("test_fraction", 0.1),
     )
-    if cfg.epochs is not None:
-        base["epochs"] = cfg.epochs
+    epochs = cfg.model_epochs.get(model, cfg.epochs)
+    if epochs is not None:
+        base["epochs"] = epochs
     base.update(cfg.train_options)
     return TrainConfig.from_dict(base)
 
@@ -303,6 +309,15 @@ def run_experiment(cfg: ExperimentConfig, *, command: str | None = None, log: Lo
     return report
 
 
+def model_epochs_entry(value: str) -> tuple[str, int]:
+    """``--model-epochs`` entry ``MODEL=N`` as ``(MODEL, N)``."""
+    name, sep, count = value.partition("=")
+    if not sep or name not in MODEL_NAMES:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: expected MODEL=N with MODEL one of {list(MODEL_NAMES)}")
+    return name, cli.positive_int(count)
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = ExperimentConfig()
     p = argparse.ArgumentParser(
@@ -319,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="architectures to train (default: every registered one)")
     p.add_argument("--image-size", type=cli.positive_int, default=d.image_size)
     p.add_argument("--epochs", type=cli.positive_int, default=None, help="maximum epochs per model")
+    p.add_argument("--model-epochs", nargs="+", type=model_epochs_entry, default=[], metavar="MODEL=N",
+                   help="maximum epochs of one model, over --epochs (e.g. resnet18=10 xception=3): a "
+                        "schedule such as cosine then ends where the model's share of the time does")
     p.add_argument("--budget-minutes", type=cli.positive_float, default=None,
                    help="training time for all models together (split equally; each run stops within its share)")
     p.add_argument("--batch-size", type=cli.positive_int, default=d.batch_size)
@@ -346,7 +364,8 @@ def _main(argv: list[str]) -> int:
     cli.output_dir("--out", args.out, optional=False)
     cfg = ExperimentConfig(
         data=args.data, test_data=args.test_data, cross_data=args.cross_data, models=args.models or [],
-        image_size=args.image_size, epochs=args.epochs, budget_minutes=args.budget_minutes,
+        image_size=args.image_size, epochs=args.epochs, model_epochs=dict(args.model_epochs),
+        budget_minutes=args.budget_minutes,
         batch_size=args.batch_size, ensemble_size=args.ensemble_size,
         robustness_images=args.robustness_images,
         seed=args.seed, train_config=args.train_config, train_options=scale_out_overrides(args),
