@@ -15,7 +15,7 @@ import re
 import sys
 from pathlib import Path
 
-COLUMNS = ("run", "data", "px", "input", "recipe", "val acc", "val AUC", "test acc", "test acc @val thr",
+COLUMNS = ("run", "data", "px", "input", "recipe", "val acc @val thr", "val AUC", "test acc", "test acc @val thr",
            "test AUC", "hardfake AUC", "hardfake acc @val thr", "epochs (best)", "train min", "CPU min")
 
 
