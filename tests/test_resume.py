@@ -154,3 +154,73 @@ def test_early_stopping_state_matches_keras(tiny_model, values, patience, data):
     # Resumed after any number of epochs (before Keras stopped), it stops where Keras stops.
     previous = data.draw(st.integers(0, len(values) if stop is None else stop))
     assert _keras_stop_epoch(tiny_model, values, patience, previous) == stop
+
+
+def _small_model():
+    import keras
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(optimizer="sgd", loss="mse")
+    return model
+
+
+def test_a_save_killed_midway_leaves_the_previous_model(tmp_path, monkeypatch):
+    """The checkpoint writes a hidden file and moves it into place: a save that dies half-way (a
+    SIGKILL, a full disk) leaves the previous model.keras whole; the next run start deletes the
+    truncated file, or moves a finished one into place."""
+    import keras
+
+    from tfdeepfake.runs import MODEL_FILE, load_model, partial_path
+
+    final = tmp_path / MODEL_FILE
+    model = _small_model()
+    check = train.SafeModelCheckpoint(final, monitor="loss", save_best_only=False)
+    check.set_model(model)
+    check.on_epoch_end(0, {"loss": 1.0})
+    before = final.read_bytes()
+    partial = partial_path(final, unique=False)
+    assert not partial.exists()
+
+    def dies_midway(self, filepath, *args, **kwargs):
+        Path(filepath).write_bytes(before[: len(before) // 2])
+        raise KeyboardInterrupt("killed during the save")
+
+    with monkeypatch.context() as m:
+        m.setattr(keras.Model, "save", dies_midway)
+        model.layers[-1].kernel.assign(np.ones((3, 1), np.float32))
+        with pytest.raises(KeyboardInterrupt):
+            check.on_epoch_end(1, {"loss": 0.5})
+    assert final.read_bytes() == before and partial.is_file()
+    assert not np.allclose(load_model(final).layers[-1].kernel.numpy(), 1.0)  # the epoch-0 weights
+
+    resumed = train.SafeModelCheckpoint(final, monitor="loss", save_best_only=False)
+    resumed.set_model(model)
+    resumed.on_train_begin()  # the truncated file is no model: deleted, the old one kept
+    assert not partial.exists() and final.read_bytes() == before
+
+    model.save(partial)  # a save that finished but was not moved into place yet
+    resumed.on_train_begin()
+    assert not partial.exists()
+    np.testing.assert_allclose(load_model(final).layers[-1].kernel.numpy(), np.ones((3, 1)))
+
+
+def test_save_model_is_atomic(tmp_path, monkeypatch):
+    import keras
+
+    from tfdeepfake.runs import save_model
+
+    path = tmp_path / "m.keras"
+    model = _small_model()
+    save_model(model, path)
+    before = path.read_bytes()
+
+    def fails(self, filepath, *args, **kwargs):
+        Path(filepath).write_bytes(b"PK\x03\x04 half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(keras.Model, "save", fails)
+    with pytest.raises(OSError, match="No space"):
+        save_model(model, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.keras"]  # no partial file left behind

@@ -40,6 +40,7 @@ from tfdeepfake.runs import (
     ModelRef,
     load_model,
     resolve_model,
+    save_model,
 )
 from tfdeepfake.scoring import at_size, score_by_member
 
@@ -140,7 +141,7 @@ def create_ensemble(
 
     out = Path(root) / f"ensemble-{name}"
     out.mkdir(parents=True, exist_ok=True)
-    model.save(out / MODEL_FILE)
+    save_model(model, out / MODEL_FILE)
     info = {
         "name": name, "mode": mode, "weights": norm, "threshold": threshold,
         "threshold_source": source,

@@ -58,6 +58,38 @@ def read_threshold(run_dir: Path | None) -> float | None:
     return None if value is None else float(value)
 
 
+def partial_path(path: str | Path, unique: bool = True) -> Path:
+    """Where ``path`` is written before it is moved into place: a hidden ``.keras`` file in the same
+    folder, named per call (``unique``: two writers never share one) or fixed (a checkpoint that a
+    resumed run must find)."""
+    import uuid
+
+    path = Path(path)
+    tag = f".{uuid.uuid4().hex[:12]}" if unique else ""
+    return path.with_name(f".{path.stem}{tag}.partial.keras")
+
+
+def publish(partial: str | Path, path: str | Path) -> Path:
+    """Move a finished ``partial`` file to ``path`` in one step (``os.replace``: a reader sees the old
+    file or the new one, never half of one)."""
+    import os
+
+    os.replace(partial, path)
+    return Path(path)
+
+
+def save_model(model: Any, path: str | Path) -> Path:
+    """Save ``model`` as ``path`` so that a crash or kill mid-save leaves the previous file intact:
+    written beside it (:func:`partial_path`), then moved into place (:func:`publish`)."""
+    partial = partial_path(path)
+    try:
+        model.save(partial)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return publish(partial, path)
+
+
 def load_model(path: str | Path) -> Any:
     """Load a ``.keras`` file with ``safe_mode=True`` (our custom layers are registered).
 

@@ -20,6 +20,7 @@ import os
 import sys
 import time
 import warnings
+import zipfile
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -60,7 +61,16 @@ from tfdeepfake.models.vit import VIT_SIZES
 from tfdeepfake.optim import MomentumSGD  # momentum updated in place: less memory
 from tfdeepfake.recipe import ema_callbacks, learning_rate
 from tfdeepfake.report import comparison_table, run_report
-from tfdeepfake.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_model, resolve_model
+from tfdeepfake.runs import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    load_model,
+    partial_path,
+    publish,
+    resolve_model,
+    save_model,
+)
 from tfdeepfake.scoring import predict_logits, sigmoid
 
 # The pipeline drops unreadable images (``ignore_errors``), so its length is unknown to Keras, which then
@@ -216,6 +226,33 @@ class TimeLimit(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class SafeModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """``ModelCheckpoint`` whose file is never half-written: Keras saves to a hidden file beside
+    ``path`` (:func:`tfdeepfake.runs.partial_path`), which is then moved over ``path`` in one step. A
+    run killed mid-save keeps its previous ``model.keras``; on ``--resume`` a finished hidden file (a
+    whole zip archive) is moved into place and a truncated one deleted."""
+
+    def __init__(self, path: str | Path, **kwargs: Any) -> None:
+        self.final_path = Path(path)
+        super().__init__(str(partial_path(self.final_path, unique=False)), **kwargs)
+
+    def _publish(self) -> None:
+        partial = Path(self.filepath)
+        if partial.is_file():
+            if zipfile.is_zipfile(partial):
+                publish(partial, self.final_path)
+            else:
+                partial.unlink()
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._publish()
+        super().on_train_begin(logs)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        super().on_epoch_end(epoch, logs)
+        self._publish()
+
+
 def read_history(path: Path) -> dict[str, list[float]]:
     """``history.csv`` as ``{metric: [value per epoch]}`` (empty when there is none yet)."""
     if not path.is_file() or path.stat().st_size == 0:
@@ -290,8 +327,8 @@ def fit_callbacks(config: TrainConfig, out: Path, log: Log = print_line, interac
     ]
     if chief:
         callbacks += [
-            keras.callbacks.ModelCheckpoint(  # keep_weights="last": saved every epoch, so the last stays
-                str(out / MODEL_FILE), monitor=config.monitor, mode=mode, save_best_only=keep_best,
+            SafeModelCheckpoint(  # keep_weights="last": saved every epoch, so the last stays
+                out / MODEL_FILE, monitor=config.monitor, mode=mode, save_best_only=keep_best,
                 initial_value_threshold=_best_so_far(previous, config.monitor) if keep_best else None,
             ),
             keras.callbacks.TensorBoard(str(out / "logs"), histogram_freq=0, write_graph=False),
@@ -440,7 +477,7 @@ def _train(config: TrainConfig, log: Log, strategy: Any, worker: Worker) -> Path
         return out
 
     if not (out / MODEL_FILE).is_file():  # the monitored value never improved on a finite one
-        model.save(out / MODEL_FILE)
+        save_model(model, out / MODEL_FILE)
     best_model = load_model(out / MODEL_FILE)
     history = read_history(out / "history.csv")
     summary = finish_run(best_model, index, config, history, train_seconds, log)
