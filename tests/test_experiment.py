@@ -32,7 +32,7 @@ def test_report_table_has_a_row_per_model_and_the_ensemble(finished):
     report = (out / "REPORT.md").read_text()
     assert report.startswith("# tfdeepfake experiment report")
     assert "python -m tfdeepfake.experiment --data" in report
-    for section in ("## Test folder", "## Cross-dataset: other", "## Robustness", "## Goals of issue #6"):
+    for section in ("## Test folder", "## Cross-dataset: other", "## Robustness", "## Goals of issue #11"):
         assert section in report
     test_table = report.split("## Test folder")[1].split("##")[0]
     rows = [line for line in test_table.splitlines() if line.startswith("| ") and "---" not in line]
@@ -96,9 +96,17 @@ def test_members_are_chosen_on_validation(tmp_path):
 
 
 def test_goal_lines_say_by_how_much():
-    results = {"ensemble": {"test": {"accuracy": 0.9}, "hardfake": {"roc_auc": 0.96}}}
-    lines = report.goal_lines(results, ["test", "hardfake"])
-    assert "MISSED by 5.0 points" in lines[0] and lines[1].endswith("met")
+    results = {"ensemble": {"test": {"accuracy": 0.9, "roc_auc": 0.995, "tuned": {"accuracy": 0.96}},
+                            "hardfake": {"roc_auc": 0.94, "tuned": {"accuracy": 0.86}}},
+               "a": {"test": {"accuracy": 0.91}}, "b": {"test": {"accuracy": 0.85}}}
+    lines = report.goal_lines(results, ["test", "hardfake"], {"a": {"train_seconds": 2400}})
+    assert lines[0].startswith("- ensemble test accuracy (threshold 0.5) ≥ 95%: 90.0 %")
+    assert lines[0].endswith("MISSED by 5.0 points")
+    assert "@val thr" in lines[1] and lines[1].endswith("met")
+    assert "ROC AUC ≥ 0.99: 0.995" in lines[2] and lines[2].endswith("met")
+    assert "a, 91.0 % after 40.0 min of training — met (over the time limit)" in lines[3]
+    assert "hardfake" in lines[4] and lines[4].endswith("MISSED by 0.010")
+    assert lines[5].endswith("86.0 % — met")
 
 
 def test_model_epochs_override_epochs_for_one_model(finished):

@@ -16,8 +16,13 @@ from tfdeepfake.robustness import markdown_table
 from tfdeepfake.runs import METRICS_FILE
 
 FIGURES = ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "eer")
-GOAL_ACCURACY = 0.95  # issue #6: ensemble test accuracy
-GOAL_CROSS_AUC = 0.95  # issue #6: ROC AUC on each cross-dataset folder
+GOAL_ISSUE = 11  # the issue whose accuracy goals the report checks
+GOAL_ACCURACY = 0.95  # ensemble test accuracy, at 0.5 and at the validation threshold
+GOAL_AUC = 0.99  # ensemble test ROC AUC
+GOAL_SINGLE_ACCURACY = 0.90  # the best single model's test accuracy...
+GOAL_SINGLE_MINUTES = 30  # ...within this much training
+GOAL_CROSS_AUC = 0.95  # ensemble ROC AUC on each cross-dataset folder
+GOAL_CROSS_ACCURACY = 0.85  # ensemble accuracy at the validation threshold on each cross-dataset folder
 ENSEMBLE = "ensemble"
 """The ensemble's name in an experiment's results."""
 
@@ -116,22 +121,51 @@ def experiment_table(results: Mapping[str, Mapping[str, Any]], set_label: str,
     return "\n".join(lines) + "\n"
 
 
-def goal_lines(results: Mapping[str, Mapping[str, Any]], sets: Sequence[str]) -> list[str]:
-    """The issue's accuracy goals for the ensemble, met or missed and by how much."""
+def _verdict(value: float, goal: float, points: bool) -> str:
+    if value >= goal:
+        return "met"
+    return f"MISSED by {100 * (goal - value):.1f} points" if points else f"MISSED by {goal - value:.3f}"
+
+
+def goal_lines(results: Mapping[str, Mapping[str, Any]], sets: Sequence[str],
+               info: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
+    """The issue's accuracy goals (``GOAL_*``), met or missed and by how much: the ensemble's test
+    accuracy at 0.5 and at its validation threshold and its ROC AUC; the best single model's test
+    accuracy and its training minutes (``info``); the ensemble's ROC AUC and accuracy at the validation
+    threshold on every cross-dataset folder."""
     ens = results.get(ENSEMBLE)
     if ens is None:
         return []
-    lines = []
-    acc = ens["test"]["accuracy"]
-    verdict = "met" if acc >= GOAL_ACCURACY else f"MISSED by {100 * (GOAL_ACCURACY - acc):.1f} points"
-    lines.append(f"- ensemble test accuracy (threshold {DEFAULT_THRESHOLD}) ≥ {GOAL_ACCURACY:.0%}: "
-                 f"{100 * acc:.1f} % — {verdict}")
+    test = ens["test"]
+    lines = [
+        f"- ensemble test accuracy (threshold {DEFAULT_THRESHOLD}) ≥ {GOAL_ACCURACY:.0%}: "
+        f"{100 * test['accuracy']:.1f} % — {_verdict(test['accuracy'], GOAL_ACCURACY, True)}",
+    ]
+    if "tuned" in test:
+        acc = test["tuned"]["accuracy"]
+        lines.append(f"- ensemble test accuracy @val thr ≥ {GOAL_ACCURACY:.0%}: {100 * acc:.1f} % — "
+                     f"{_verdict(acc, GOAL_ACCURACY, True)}")
+    lines.append(f"- ensemble test ROC AUC ≥ {GOAL_AUC}: {test['roc_auc']:.3f} — "
+                 f"{_verdict(test['roc_auc'], GOAL_AUC, False)}")
+    singles = {name: per_set["test"]["accuracy"] for name, per_set in results.items() if name != ENSEMBLE}
+    if singles:
+        best = max(singles, key=singles.get)
+        seconds = (info or {}).get(best, {}).get("train_seconds")
+        took = "" if seconds is None else f" after {seconds / 60:.1f} min of training"
+        within = "" if seconds is None or seconds <= 60 * GOAL_SINGLE_MINUTES else " (over the time limit)"
+        lines.append(f"- best single model test accuracy ≥ {GOAL_SINGLE_ACCURACY:.0%} within "
+                     f"{GOAL_SINGLE_MINUTES} min of training: {best}, {100 * singles[best]:.1f} %{took} — "
+                     f"{_verdict(singles[best], GOAL_SINGLE_ACCURACY, True)}{within}")
     for label in sets:
         if label == "test":
             continue
         auc = ens[label]["roc_auc"]
-        verdict = "met" if auc >= GOAL_CROSS_AUC else f"MISSED by {GOAL_CROSS_AUC - auc:.3f}"
-        lines.append(f"- ensemble ROC AUC on {label} ≥ {GOAL_CROSS_AUC}: {auc:.3f} — {verdict}")
+        lines.append(f"- ensemble ROC AUC on {label} ≥ {GOAL_CROSS_AUC}: {auc:.3f} — "
+                     f"{_verdict(auc, GOAL_CROSS_AUC, False)}")
+        if "tuned" in ens[label]:
+            acc = ens[label]["tuned"]["accuracy"]
+            lines.append(f"- ensemble accuracy @val thr on {label} ≥ {GOAL_CROSS_ACCURACY:.0%}: "
+                         f"{100 * acc:.1f} % — {_verdict(acc, GOAL_CROSS_ACCURACY, True)}")
     return lines
 
 
@@ -183,9 +217,9 @@ def experiment_report(cfg: Any, runs: Mapping[str, Path], members: Sequence[str]
         f"figures are at threshold {DEFAULT_THRESHOLD} unless marked `@val thr` (the threshold chosen on validation).",
         "",
     ]
-    goals = goal_lines(results, list(sets))
+    goals = goal_lines(results, list(sets), info)
     if goals:
-        lines += ["## Goals of issue #6", "", *goals, ""]
+        lines += [f"## Goals of issue #{GOAL_ISSUE}", "", *goals, ""]
     lines += ["## Validation (the basis of every choice)", "",
               "| model | accuracy | roc_auc | threshold |", "|---|---|---|---|"]
     for name, meta in info.items():
