@@ -33,7 +33,7 @@ from typing import Any
 
 from tfdeepfake import DEFAULT_THRESHOLD, cli
 from tfdeepfake.data import decode_tf
-from tfdeepfake.runs import load_model, partial_path, publish, resolve_model, save_model
+from tfdeepfake.runs import load_model, resolve_model, save_model, write_atomic
 from tfdeepfake.savedmodel import (  # noqa: F401  (re-exported: reading an export lives in savedmodel)
     INFO_FILE,
     OUTPUTS,
@@ -177,9 +177,7 @@ def export_model(
             if not tmp.is_dir():
                 raise
     if source is not None:
-        partial = partial_path(base / f"{name}.keras")
-        shutil.copyfile(source, partial)
-        publish(partial, base / f"{name}.keras")
+        write_atomic(base / f"{name}.keras", lambda partial: shutil.copyfile(source, partial))
     else:
         save_model(model, base / f"{name}.keras")
     (base / MODELS_CONFIG).write_text(models_config(name))

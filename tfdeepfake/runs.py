@@ -7,6 +7,7 @@ A run folder (written by ``tfdeepfake.train``) holds ``model.keras``, ``config.j
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,16 +79,22 @@ def publish(partial: str | Path, path: str | Path) -> Path:
     return Path(path)
 
 
-def save_model(model: Any, path: str | Path) -> Path:
-    """Save ``model`` as ``path`` so that a crash or kill mid-save leaves the previous file intact:
-    written beside it (:func:`partial_path`), then moved into place (:func:`publish`)."""
+def write_atomic(path: str | Path, write: Callable[[Path], Any]) -> Path:
+    """Call ``write(partial)`` on a hidden file beside ``path`` (:func:`partial_path`), then move it into
+    place (:func:`publish`): a crash or kill mid-write leaves the previous ``path`` intact and, where
+    ``write`` raises, no partial file behind."""
     partial = partial_path(path)
     try:
-        model.save(partial)
+        write(partial)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
     return publish(partial, path)
+
+
+def save_model(model: Any, path: str | Path) -> Path:
+    """Save ``model`` as ``path`` with :func:`write_atomic`."""
+    return write_atomic(path, model.save)
 
 
 def load_model(path: str | Path) -> Any:
