@@ -224,3 +224,23 @@ def test_save_model_is_atomic(tmp_path, monkeypatch):
         save_model(model, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.keras"]  # no partial file left behind
+
+
+def test_time_limit_counts_the_epochs_before_a_resume(tiny_dataset, tmp_path, capsys):
+    data = tiny_dataset(8, size=32)
+    run = tmp_path / "run"
+    args = ["--model", "alexnet", "--data", str(data), "--image-size", "32", "--batch-size", "8",
+            "--patience", "50", "--no-augment", "--out", str(run)]
+    assert train.main([*args, "--epochs", "2"]) == 0
+    seconds = train.read_epoch_seconds(run, 2)
+    assert len(seconds) == 2 and all(s > 0 for s in seconds)
+    assert train.read_epoch_seconds(run, 1) == seconds[:1]  # epochs after the backup are trained again
+
+    # Pretend the two epochs took 1,000 s each: a 30-minute budget leaves room for one more epoch.
+    (run / train.TIMES_FILE).write_text(json.dumps({"epoch_seconds": [1000.0, 1000.0]}))
+    capsys.readouterr()
+    assert train.main(["--resume", "--out", str(run), "--epochs", "6", "--time-limit-minutes", "30"]) == 0
+    assert "time limit 30.0 min: stopping after epoch 3" in capsys.readouterr().out
+    assert list(_history(run)["epoch"]) == [0, 1, 2]
+    assert train.read_epoch_seconds(run, 9)[:2] == [1000.0, 1000.0] and len(train.read_epoch_seconds(run, 9)) == 3
+    assert json.loads((run / "metrics.json").read_text())["train_seconds"] >= 2000

@@ -70,6 +70,7 @@ from tfdeepfake.runs import (
     publish,
     resolve_model,
     save_model,
+    write_atomic,
 )
 from tfdeepfake.scoring import predict_logits, sigmoid
 
@@ -204,16 +205,48 @@ class ResumedEarlyStopping(keras.callbacks.EarlyStopping):
             self.best, self.best_epoch, self.wait = self._previous[best], best, wait
 
 
-class TimeLimit(keras.callbacks.Callback):
-    """Stop before the epoch that would end past ``minutes`` (judged by the slowest epoch so far)."""
+class EpochTimes(keras.callbacks.Callback):
+    """Each epoch's wall-clock seconds, in ``path`` (:data:`TIMES_FILE`) after every epoch, following
+    the epochs already run (``previous``), so a resumed run knows how long it has trained."""
 
-    def __init__(self, minutes: float, log: Log) -> None:
+    def __init__(self, path: Path | None, previous: Sequence[float] = ()) -> None:
+        super().__init__()
+        self.path = path
+        self.seconds = list(previous)
+        self.earlier = sum(self.seconds)
+        self._epoch_start = time.monotonic()
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch_start = time.monotonic()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.seconds.append(round(time.monotonic() - self._epoch_start, 3))
+        if self.path is not None:
+            text = json.dumps({"epoch_seconds": self.seconds})
+            write_atomic(self.path, lambda partial: partial.write_text(text))
+
+
+def read_epoch_seconds(run_dir: Path, epochs: int) -> list[float]:
+    """The seconds of a run's first ``epochs`` epochs from :data:`TIMES_FILE` (those the backup holds;
+    later ones are trained again); ``[]`` without the file or with an unreadable one."""
+    try:
+        seconds = json.loads((run_dir / TIMES_FILE).read_text())["epoch_seconds"]
+        return [float(s) for s in seconds][:epochs]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stop before the epoch that would end past ``minutes`` of training (judged by the slowest epoch
+    so far), counting the ``previous`` epochs' seconds of a resumed run: the budget is the run's."""
+
+    def __init__(self, minutes: float, log: Log, previous: Sequence[float] = ()) -> None:
         super().__init__()
         self._limit = 60.0 * minutes
         self._log = log
-        self._start = time.monotonic()
+        self._start = time.monotonic() - sum(previous)
         self._epoch_start = self._start
-        self._slowest = 0.0
+        self._slowest = max(previous, default=0.0)
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch_start = time.monotonic()
@@ -268,6 +301,7 @@ def _best_so_far(history: dict[str, list[float]], monitor: str) -> float | None:
 
 BACKUP_DIR = "backup"  # BackupAndRestore's folder: weights + optimizer state after the last epoch
 HISTORY_FILE = "history.csv"
+TIMES_FILE = "epoch_seconds.json"  # each epoch's wall-clock seconds: --time-limit-minutes over --resume
 
 
 def backup_folder(run_dir: Path, worker: Worker | None = None) -> Path:
@@ -333,8 +367,10 @@ def fit_callbacks(config: TrainConfig, out: Path, log: Log = print_line, interac
             ),
             keras.callbacks.TensorBoard(str(out / "logs"), histogram_freq=0, write_graph=False),
         ]
+    seconds = read_epoch_seconds(out, backup_epoch(out, worker)) if config.resume else []
+    callbacks.append(EpochTimes(out / TIMES_FILE if chief else None, seconds))
     if config.time_limit_minutes is not None:
-        callbacks.append(TimeLimit(config.time_limit_minutes, log))
+        callbacks.append(TimeLimit(config.time_limit_minutes, log, seconds))
     if not interactive:
         callbacks.append(EpochLine(log))
     return callbacks
@@ -460,6 +496,7 @@ def _train(config: TrainConfig, log: Log, strategy: Any, worker: Worker) -> Path
         class_weight = data_mod.class_weights(train_labels)
         log(f"class weights (no balancing): {class_weight}")
 
+    earlier = next(c for c in callbacks if isinstance(c, EpochTimes)).earlier  # a resumed run's
     started = time.perf_counter()
     if stopped_early(previous.get(config.monitor, []), config.patience, monitor_mode(config.monitor)):
         log(f"early stopping had already ended this run after epoch {len(previous[config.monitor])}")
@@ -468,7 +505,7 @@ def _train(config: TrainConfig, log: Log, strategy: Any, worker: Worker) -> Path
             train_ds, validation_data=val_ds, epochs=config.resolved_epochs, callbacks=callbacks,
             class_weight=class_weight, verbose=1 if interactive else 0, shuffle=False,
         )
-    train_seconds = time.perf_counter() - started
+    train_seconds = earlier + time.perf_counter() - started
     caches.clean(keep=config.keep_cache, log=log)
     if worker.count > 1:  # the same on every worker: replicas stayed in sync
         log(f"final weights sha1 {weights_digest(model)} (worker {worker.index})")
@@ -658,7 +695,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "--input; a fully convolutional model may change --image-size: progressive "
                         "resizing, e.g. 4 epochs at 64 px, then 2 at 128 px from that run)")
     p.add_argument("--time-limit-minutes", type=float, default=None,
-                   help="stop before an epoch that would end past this wall-clock budget")
+                   help="stop before an epoch that would end past this wall-clock budget for "
+                        "training; a --resume'd run counts the epochs it trained before")
     g = p.add_argument_group("input representation and recipe")
     g.add_argument("--input", choices=REPRESENTATIONS, default=d.input,
                    help="what the first layer sees: RGB, or RGB stacked with a high-pass residual or "
