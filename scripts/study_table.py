@@ -61,11 +61,14 @@ def row(run: Path) -> list[str]:
         return "—" if key not in src else f"{src[key]:.3f}"
 
     cpu = _cpu_minutes(run.parent / f"{run.name}.log")
+    epochs = f"{metrics['epochs_run']} ({metrics.get('best_epoch')})"
+    if config.get("epochs") == 0:  # --epochs 0: a trained run's weights scored as this config builds them
+        epochs = "0 (scored only)"
     return [run.name, Path(config["data"]).name, str(config.get("image_size_resolved") or config["image_size"]),
             config.get("input", "rgb"), _recipe(config), f(metrics["val"], "accuracy"),
             f(metrics["val"], "roc_auc"), f(test, "accuracy"), f(test, "accuracy", True), f(test, "roc_auc"),
             f(hard, "roc_auc"), f(hard, "accuracy", True),
-            f"{metrics['epochs_run']} ({metrics.get('best_epoch')})", f"{metrics['train_seconds'] / 60:.1f}",
+            epochs, f"{metrics['train_seconds'] / 60:.1f}",
             "—" if cpu is None else f"{cpu:.1f}"]
 
 

@@ -162,3 +162,47 @@ def test_recipe_flags_recorded_and_tta_scored_identically_everywhere(tiny_datase
         image_bytes=tf.constant([Path(p).read_bytes() for p in paths]))
     np.testing.assert_allclose(served["probability_fake"].numpy(), expected, atol=1e-6)
     assert math.isfinite(json.loads((run / "metrics.json").read_text())["val"]["accuracy"])
+
+
+def test_epochs_0_adds_tta_flip_to_a_trained_run_without_training(tiny_dataset, tmp_path, capsys):
+    from tfdeepfake.data import index_eval_folder, load_image
+    from tfdeepfake.evaluate import evaluate
+    from tfdeepfake.metrics import evaluation_report
+    from tfdeepfake.models import has_tta_flip
+    from tfdeepfake.runs import load_model
+
+    data = tiny_dataset(8, size=32)
+    run, flipped = tmp_path / "run", tmp_path / "flipped"
+    assert train.main(["--model", "alexnet_rnn", "--data", str(data), "--image-size", "32", "--epochs", "1",
+                       "--batch-size", "8", "--lr-schedule", "onecycle", "--warmup-epochs", "0.5",
+                       "--out", str(run)]) == 0
+    # The run's own settings (onecycle with warm-up included: no schedule is built without training).
+    assert train.main(["--config", str(run / "config.json"), "--init-from", str(run), "--epochs", "0",
+                       "--tta-flip", "--out", str(flipped)]) == 0
+    assert "--epochs 0: scoring the weights" in capsys.readouterr().out
+    plain, model = load_model(run / "model.keras"), load_model(flipped / "model.keras")
+    assert has_tta_flip(model) and not has_tta_flip(plain)
+    for mine, theirs in zip(model.get_weights(), plain.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    metrics = json.loads((flipped / "metrics.json").read_text())
+    config = json.loads((flipped / "config.json").read_text())
+    assert metrics["epochs_run"] == 0 and (config["tta_flip"], config["epochs"]) == (True, 0)
+    assert (flipped / "split.csv").read_text() == (run / "split.csv").read_text()
+
+    folder = tiny_dataset(2, size=32, seed=5)
+    paths = index_eval_folder(folder).frame["path"].tolist()
+    labels = index_eval_folder(folder).frame["label"].to_numpy()
+    x = np.stack([load_image(p) for p in paths]).astype("f4")
+    expected = _sigmoid((plain.predict_on_batch(x) + plain.predict_on_batch(x[:, :, ::-1]))[:, 0] / 2)
+    result = evaluate(flipped, folder)
+    assert result["roc_auc"] == pytest.approx(evaluation_report(labels, expected, 0.5)["roc_auc"])
+
+    for argv, expected_error in (
+        (["--model", "alexnet", "--data", str(data), "--epochs", "0", "--out", str(tmp_path / "x")],
+         "needs 'init_from'"),
+        (["--resume", "--out", str(flipped), "--epochs", "3"], "without training"),
+    ):
+        with pytest.raises(SystemExit) as exc:
+            train.main(argv)
+        assert exc.value.code == 2 and expected_error in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -107,7 +107,10 @@ class TrainConfig:
             cli.text(field_("test_data"), folder)
         number(field_("image_size"), self.image_size, low=MIN_IMAGE_SIZE, integer=True, optional=True)
         number(field_("batch_size"), self.batch_size, low=1, integer=True)
-        number(field_("epochs"), self.epochs, low=1, integer=True, optional=True)
+        number(field_("epochs"), self.epochs, low=0, integer=True, optional=True)
+        if self.epochs == 0 and not self.init_from:
+            raise cli.UsageError("config field 'epochs': got 0, which scores a model without training it, "
+                                 "so it needs 'init_from' (--init-from RUN: the weights to score)")
         number(field_("lr"), self.lr, low=0, low_open=True)
         number(field_("l2"), self.l2, low=0)
         number(field_("dropout"), self.dropout, low=0, high=1, high_open=True, optional=True)
@@ -126,7 +129,8 @@ class TrainConfig:
         number(field_("time_limit_minutes"), self.time_limit_minutes, low=0, low_open=True, optional=True)
         choice(field_("input"), self.input, REPRESENTATIONS)
         choice(field_("lr_schedule"), self.lr_schedule, LR_SCHEDULES)
-        number(field_("warmup_epochs"), self.warmup_epochs, low=0, high=self.resolved_epochs, high_open=True)
+        number(field_("warmup_epochs"), self.warmup_epochs, low=0, high=self.resolved_epochs or None,
+               high_open=True)  # no bound without training (epochs 0)
         number(field_("label_smoothing"), self.label_smoothing, low=0, high=1, high_open=True)
         number(field_("ema"), self.ema, low=0, high=1, high_open=True)
         choice(field_("strategy"), self.strategy, STRATEGIES)

@@ -479,7 +479,8 @@ def _train(config: TrainConfig, log: Log, strategy: Any, worker: Worker) -> Path
         if config.init_from and not config.resume:  # a resumed run's backup holds its weights
             copied = warm_start(model, config.init_from)
             log(f"weights initialised from {config.init_from} ({copied} arrays)")
-        compile_model(model, config, data_mod.steps_per_epoch(len(index.rows("train")), config.batch_size))
+        if config.resolved_epochs:  # --epochs 0 scores the --init-from weights: nothing to optimise
+            compile_model(model, config, data_mod.steps_per_epoch(len(index.rows("train")), config.batch_size))
     prepare_replicas(model, image_size)
     log(f"model {config.model}: {model.count_params():,} parameters, image size {image_size}, "
         f"input {config.input}, optimizer {config.optimizer} lr {config.lr} ({config.lr_schedule}), "
@@ -500,6 +501,8 @@ def _train(config: TrainConfig, log: Log, strategy: Any, worker: Worker) -> Path
     started = time.perf_counter()
     if stopped_early(previous.get(config.monitor, []), config.patience, monitor_mode(config.monitor)):
         log(f"early stopping had already ended this run after epoch {len(previous[config.monitor])}")
+    elif not config.resolved_epochs:
+        log(f"--epochs 0: scoring the weights of {config.init_from} as this run builds the model, untrained")
     else:
         model.fit(
             train_ds, validation_data=val_ds, epochs=config.resolved_epochs, callbacks=callbacks,
@@ -693,7 +696,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-from", default=None, metavar="RUN",
                    help="start from the weights of this run folder or .keras file (same model and "
                         "--input; a fully convolutional model may change --image-size: progressive "
-                        "resizing, e.g. 4 epochs at 64 px, then 2 at 128 px from that run)")
+                        "resizing, e.g. 4 epochs at 64 px, then 2 at 128 px from that run); with "
+                        "--epochs 0 the run only scores those weights, e.g. --tta-flip added to a "
+                        "trained run")
     p.add_argument("--time-limit-minutes", type=float, default=None,
                    help="stop before an epoch that would end past this wall-clock budget for "
                         "training; a --resume'd run counts the epochs it trained before")
@@ -803,6 +808,10 @@ def _resume_config(args: argparse.Namespace, given: dict[str, str]) -> TrainConf
     resumed = TrainConfig.load(saved)
     if "model" in given and args.model != resumed.model:
         raise usage_error("--model", args.model, f"{resumed.model!r}, the model of the run {out}")
+    if resumed.epochs == 0:
+        raise UsageError(f"--resume: {out} scored {resumed.init_from}'s weights without training "
+                         "(--epochs 0); there is no training state to continue. Train a new run with "
+                         f"--init-from {resumed.init_from} instead")
     resumed.resume, resumed.out = True, str(out)
     for dest in ("epochs", "patience", "time_limit_minutes"):
         if dest in given:
