@@ -245,6 +245,8 @@ def test_resize_is_skipped_only_when_the_size_already_matches() -> None:
         ("vit", {"image_size": 33}, r"patch_size` \(4\) must divide `image_size` \(33\)"),
         ("vit", {"encoder_dropout": 1.5}, r"encoder_dropout"),
         ("vgg13", {"batch_norm": "yes"}, r"batch_norm.*bool"),
+        ("resnet18", {"stem_stride": 4}, r"stem_stride.*1 or 2"),
+        ("densenet121", {"stem_pool": 0}, r"stem_pool.*bool"),
     ],
 )
 def test_bad_arguments(name: str, kwargs: dict, match: str) -> None:
@@ -259,6 +261,19 @@ def test_vit_patch_and_vgg_bn_variants() -> None:
     vgg = build_model("vgg13", 32, batch_norm=True)
     assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in vgg.layers)
     assert predict(vgg, raw_images()).shape == (2, 1)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "densenet121"])
+def test_stem_options_keep_resolution_and_weights(name: str, tmp_path: Path) -> None:
+    plain = build_model(name, 32)
+    fine = build_model(name, 32, stem_stride=1, stem_pool=False)  # 4x the features' side
+    side = plain.get_layer("features").output.shape[1]
+    assert fine.get_layer("features").output.shape[1] == 4 * side
+    assert "stem_pool" not in [layer.name for layer in fine.layers]
+    assert [tuple(w.shape) for w in fine.weights] == [tuple(w.shape) for w in plain.weights]
+    fine.save(tmp_path / "fine.keras")
+    loaded = keras.saving.load_model(tmp_path / "fine.keras", safe_mode=True)
+    np.testing.assert_allclose(predict(fine, raw_images()), predict(loaded, raw_images()), atol=1e-6)
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

@@ -49,15 +49,18 @@ def transition(x: keras.KerasTensor, l2: float, name: str) -> keras.KerasTensor:
 
 @register_model("densenet121")
 def build_densenet121(
-    image_size: int = 224, *, l2: float = 1e-4, dropout: float = 0.5
+    image_size: int = 224, *, l2: float = 1e-4, dropout: float = 0.5, stem_stride: int = 2,
+    stem_pool: bool = True,
 ) -> keras.Model:
     """DenseNet-121: 7x7 stem, dense blocks [6, 12, 24, 16] with transitions, BN-ReLU, pool, logit.
 
-    ``"features"`` is the final BN-ReLU output.
+    The stem is torchvision's (7x7/2 conv, 3x3/2 max-pool) unless ``stem_stride=1`` or
+    ``stem_pool=False`` (:func:`~tfdeepfake.models.common.stem`). ``"features"`` is the final BN-ReLU
+    output.
     """
     image_size, l2, dropout = validate_common(image_size, l2, dropout)
     inputs = image_input()
-    x = stem(preprocess(inputs, image_size), 2 * _GROWTH, l2)
+    x = stem(preprocess(inputs, image_size), 2 * _GROWTH, l2, strides=stem_stride, pool=stem_pool)
     for b, n_layers in enumerate(_DENSENET121_BLOCKS, start=1):
         for i in range(1, n_layers + 1):
             x = dense_layer(x, l2, f"block{b}_layer{i}")

@@ -39,14 +39,17 @@ def basic_block(
 
 
 @register_model("resnet18")
-def build_resnet18(image_size: int = 224, *, l2: float = 1e-4, dropout: float = 0.5) -> keras.Model:
+def build_resnet18(image_size: int = 224, *, l2: float = 1e-4, dropout: float = 0.5, stem_stride: int = 2,
+                   stem_pool: bool = True) -> keras.Model:
     """ResNet-18: 7x7 stem, basic blocks [2, 2, 2, 2] (64-512 filters), global pool, logit.
 
-    ``"features"`` is the output of the last block.
+    The stem is torchvision's (7x7/2 conv, 3x3/2 max-pool) unless ``stem_stride=1`` or
+    ``stem_pool=False`` (:func:`~tfdeepfake.models.common.stem`). ``"features"`` is the output of the
+    last block.
     """
     image_size, l2, dropout = validate_common(image_size, l2, dropout)
     inputs = image_input()
-    x = stem(preprocess(inputs, image_size), 64, l2)
+    x = stem(preprocess(inputs, image_size), 64, l2, strides=stem_stride, pool=stem_pool)
     for s, (filters, blocks) in enumerate(_RESNET18_STAGES, start=1):
         for b in range(1, blocks + 1):
             last = s == len(_RESNET18_STAGES) and b == blocks
