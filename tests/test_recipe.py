@@ -173,17 +173,21 @@ def test_epochs_0_adds_tta_flip_to_a_trained_run_without_training(tiny_dataset, 
 
     data = tiny_dataset(8, size=32)
     run, flipped = tmp_path / "run", tmp_path / "flipped"
-    assert train.main(["--model", "alexnet_rnn", "--data", str(data), "--image-size", "32", "--epochs", "1",
-                       "--batch-size", "8", "--lr-schedule", "onecycle", "--warmup-epochs", "0.5",
-                       "--out", str(run)]) == 0
+    args = ["--model", "alexnet_rnn", "--data", str(data), "--image-size", "32", "--epochs", "1",
+            "--batch-size", "8", "--lr-schedule", "onecycle", "--warmup-epochs", "0.5"]
+    assert train.main([*args, "--out", str(run)]) == 0
+    # The flip layers pass their input through in training: trained with --tta-flip, the same weights.
+    assert train.main([*args, "--tta-flip", "--out", str(tmp_path / "trained_flipped")]) == 0
     # The run's own settings (onecycle with warm-up included: no schedule is built without training).
     assert train.main(["--config", str(run / "config.json"), "--init-from", str(run), "--epochs", "0",
                        "--tta-flip", "--out", str(flipped)]) == 0
     assert "--epochs 0: scoring the weights" in capsys.readouterr().out
     plain, model = load_model(run / "model.keras"), load_model(flipped / "model.keras")
     assert has_tta_flip(model) and not has_tta_flip(plain)
-    for mine, theirs in zip(model.get_weights(), plain.get_weights(), strict=True):
+    trained = load_model(tmp_path / "trained_flipped" / "model.keras")
+    for mine, theirs, same in zip(model.get_weights(), plain.get_weights(), trained.get_weights(), strict=True):
         np.testing.assert_array_equal(mine, theirs)
+        np.testing.assert_array_equal(same, theirs)
     metrics = json.loads((flipped / "metrics.json").read_text())
     config = json.loads((flipped / "config.json").read_text())
     assert metrics["epochs_run"] == 0 and (config["tta_flip"], config["epochs"]) == (True, 0)
