@@ -65,7 +65,7 @@ def test_plots_and_results(finished):
 def test_only_the_chief_worker_goes_on_after_training(tmp_path, monkeypatch):
     cfg = experiment.ExperimentConfig(models=["alexnet"], out=str(tmp_path / "exp"),
                                       train_options={"strategy": "multiworker"})
-    monkeypatch.setattr(experiment, "train_models", lambda cfg, log: {})
+    monkeypatch.setattr(experiment, "train_models", lambda cfg, log, **kw: {})
     went_on = []
     monkeypatch.setattr(experiment, "select_members", lambda runs, k: went_on.append(k) or [])
     monkeypatch.setattr(experiment, "ensemble_runs", lambda *a: (_ for _ in ()).throw(RuntimeError("chief")))
@@ -136,3 +136,54 @@ def test_unknown_model_exits_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         experiment.main(["--models", "lenet", "--out", str(tmp_path)])
     assert exc.value.code == 2
+
+
+def test_resume_keeps_finished_members_and_trains_the_rest(tmp_path, monkeypatch, capsys):
+    from conftest import write_tiny_images
+
+    for label, fake in (("real", False), ("fake", True)):
+        write_tiny_images(tmp_path / "data" / label, 8, fake=fake, seed=3, prefix=label)
+    out = tmp_path / "out"
+    argv = ["--data", str(tmp_path / "data"), "--models", "alexnet_rnn", "alexnet", "--image-size", "32",
+            "--epochs", "1", "--batch-size", "8", "--ensemble-size", "2", "--robustness-images", "0",
+            "--budget-minutes", "30", "--out", str(out)]
+    real_train, trained = experiment.train, []
+
+    def killed_at_the_second(config, log):  # the process dies while the second member trains
+        if trained:
+            raise RuntimeError("killed")
+        trained.append(config.model)
+        return real_train(config, log=log)
+
+    monkeypatch.setattr(experiment, "train", killed_at_the_second)
+    with pytest.raises(RuntimeError, match="killed"):
+        experiment.main(argv)
+    first = out / "runs" / "alexnet_rnn"
+    kept = (first / "model.keras").read_bytes()
+    assert experiment.member_state(first)[0] == "finished"
+    assert experiment.member_state(out / "runs" / "alexnet") == ("new", 0.0)
+    # A member killed before its first epoch ended: its run folder holds only its config.
+    cfg, command = experiment.ExperimentConfig.load(out / "experiment.json")
+    assert command.startswith("python -m tfdeepfake.experiment --data")
+    (out / "runs" / "alexnet").mkdir()
+    experiment.base_train_config(cfg, "alexnet").save(out / "runs" / "alexnet" / "config.json")
+    assert experiment.member_state(out / "runs" / "alexnet") == ("partial", 0.0)
+
+    monkeypatch.setattr(experiment, "train", real_train)
+    for extra, expected in ((["--epochs", "3"], "--epochs"), ([], "")):
+        if expected:
+            with pytest.raises(SystemExit) as exc:
+                experiment.main(["--resume", "--out", str(out), *extra])
+            assert exc.value.code == 2 and expected in capsys.readouterr().err
+    capsys.readouterr()
+    assert experiment.main(["--resume", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "alexnet_rnn: finished run kept" in printed and "alexnet: continuing its run from epoch 1" in printed
+    assert (first / "model.keras").read_bytes() == kept  # not trained again
+    assert experiment.member_state(out / "runs" / "alexnet")[0] == "finished"
+    report = (out / "REPORT.md").read_text()
+    assert "python -m tfdeepfake.experiment --data" in report and "# resumed with:" in report
+
+    with pytest.raises(SystemExit) as exc:
+        experiment.main(["--resume", "--out", str(tmp_path / "data")])
+    assert exc.value.code == 2 and "experiment.json not found" in capsys.readouterr().err

@@ -49,7 +49,10 @@ from tfdeepfake.runs import (
 )
 from tfdeepfake.train import (
     add_scale_out_flags,
+    backup_epoch,
     check_paths,
+    finished_epochs,
+    read_epoch_seconds,
     read_history,
     scale_out_overrides,
     train,
@@ -57,6 +60,7 @@ from tfdeepfake.train import (
 
 REPORT_FILE = "REPORT.md"
 RESULTS_FILE = "results.json"
+EXPERIMENT_FILE = "experiment.json"  # the ExperimentConfig and the command that started it
 
 
 @dataclass
@@ -96,6 +100,13 @@ class ExperimentConfig:
                              f"({names})")
         return names
 
+    @classmethod
+    def load(cls, path: str | Path) -> tuple[ExperimentConfig, str | None]:
+        """``(config, command)`` from an experiment's :data:`EXPERIMENT_FILE`."""
+        values = json.loads(Path(path).read_text())
+        command = values.pop("command", None)
+        return cls(**values), command
+
 
 # ------------------------------------------------------------------------------------------ training
 def base_train_config(cfg: ExperimentConfig, model: str) -> Any:
@@ -113,16 +124,42 @@ def base_train_config(cfg: ExperimentConfig, model: str) -> Any:
     return TrainConfig.from_dict(base)
 
 
-def train_models(cfg: ExperimentConfig, log: Log = print_line) -> dict[str, Path]:
-    """Train every model of ``cfg``; return ``{model: run folder}`` (``OUT/runs/<model>``)."""
+def member_state(run_dir: Path) -> tuple[str, float]:
+    """``(state, seconds trained)`` of a member's run folder: ``"finished"`` (metrics written after its
+    last epoch), ``"partial"`` (a run was started there: ``train --resume`` continues it) or ``"new"``."""
+    if (run_dir / MODEL_FILE).is_file() and finished_epochs(run_dir) is not None:
+        return "finished", float(_read_metrics(run_dir).get("train_seconds") or 0.0)
+    if (run_dir / CONFIG_FILE).is_file():
+        return "partial", sum(read_epoch_seconds(run_dir, backup_epoch(run_dir)))
+    return "new", 0.0
+
+
+def train_models(cfg: ExperimentConfig, log: Log = print_line, *, resume: bool = False) -> dict[str, Path]:
+    """Train every model of ``cfg``; return ``{model: run folder}`` (``OUT/runs/<model>``).
+
+    With ``resume`` a finished member's run is kept as it is and a partial one continued from its last
+    epoch (``train --resume``); the time they took counts against ``budget_minutes``."""
     names = cfg.resolved_models()
+    folders = {name: Path(cfg.out) / "runs" / name for name in names}
+    states = {name: member_state(folders[name]) if resume else ("new", 0.0) for name in names}
+    todo = [name for name in names if states[name][0] != "finished"]
+    spent = sum(seconds for _, seconds in states.values())
+    deadline = None if cfg.budget_minutes is None else time.monotonic() + 60 * cfg.budget_minutes - spent
     runs: dict[str, Path] = {}
-    deadline = None if cfg.budget_minutes is None else time.monotonic() + 60 * cfg.budget_minutes
-    for i, name in enumerate(names):
+    for name in names:
+        state, earlier = states[name]
+        if state == "finished":
+            log(f"{name}: finished run kept ({folders[name]}, {earlier / 60:.1f} min of training)")
+            runs[name] = folders[name]
+            continue
         config = base_train_config(cfg, name)
+        if state == "partial":
+            config = TrainConfig.load(folders[name] / CONFIG_FILE)
+            config.resume, config.out = True, str(folders[name])
+            log(f"{name}: continuing its run from epoch {backup_epoch(folders[name]) + 1}")
         if deadline is not None:
-            share = max(1.0, deadline - time.monotonic()) / (len(names) - i)
-            config.time_limit_minutes = share / 60
+            share = max(1.0, deadline - time.monotonic()) / (len(todo) - todo.index(name))
+            config.time_limit_minutes = (share + earlier) / 60  # the limit counts the earlier epochs
             log(f"{name}: budget share {share / 60:.1f} min (training stops before overrunning it)")
         runs[name] = train(config, log=log)
     return runs
@@ -282,13 +319,17 @@ def write_report(cfg: ExperimentConfig, runs: Mapping[str, Path], members: Seque
 
 
 # ------------------------------------------------------------------------------------------- driver
-def run_experiment(cfg: ExperimentConfig, *, command: str | None = None, log: Log = print_line) -> Path:
-    """Every step in order; return the path of ``REPORT.md``."""
+def run_experiment(cfg: ExperimentConfig, *, command: str | None = None, log: Log = print_line,
+                   resume: str | None = None) -> Path:
+    """Every step in order; return the path of ``REPORT.md``. ``resume`` (the command that resumes it)
+    keeps the finished members and continues a partial one (:func:`train_models`); the report then
+    shows both commands and no wall time (it would cover the last invocation only)."""
     started = time.perf_counter()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "experiment.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    runs = train_models(cfg, log)
+    if resume is None:
+        (out / EXPERIMENT_FILE).write_text(json.dumps({**asdict(cfg), "command": command}, indent=2) + "\n")
+    runs = train_models(cfg, log, resume=resume is not None)
     worker = training_worker(cfg)
     if not worker.chief:
         log(f"worker {worker.index}: every member trained; the chief ensembles, evaluates and reports")
@@ -303,8 +344,10 @@ def run_experiment(cfg: ExperimentConfig, *, command: str | None = None, log: Lo
     if cfg.robustness_images != 0:
         robust = robustness_sweeps(models, sets["test"], max_images=cfg.robustness_images,
                             batch_size=cfg.batch_size, seed=cfg.seed, log=log)
+    if resume is not None:
+        command = f"{command or '(command not recorded)'}\n# resumed with:\n{resume}"
     report = write_report(cfg, runs, members, ensemble_dir, sets, results, robust, command=command,
-                          wall_seconds=time.perf_counter() - started)
+                          wall_seconds=None if resume is not None else time.perf_counter() - started)
     log(f"report written to {report}")
     return report
 
@@ -348,12 +391,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TrainConfig JSON (e.g. from tfdeepfake.tune) for optimiser/regularisation")
     p.add_argument("--seed", type=cli.non_negative_int, default=d.seed)
     p.add_argument("--out", required=True, help="folder for REPORT.md, plots and runs/")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the experiment in --out with its saved settings: finished members are "
+                        "kept, a member killed mid-run continues from its last epoch, the rest are trained")
     add_scale_out_flags(p, inherit=True)
     return cli.add_debug_flag(p)
 
 
+def _resume(parser: argparse.ArgumentParser, argv: list[str], out: str) -> int:
+    """``--resume --out OUT``: the experiment saved in ``OUT`` continued with its own settings."""
+    ignored = [flag for dest, flag in cli.given_options(parser, argv).items()
+               if dest not in ("resume", "out", "debug")]
+    if ignored:
+        raise cli.UsageError(f"--resume continues an experiment with its saved settings, so "
+                             f"{', '.join(ignored)} would be ignored: drop them")
+    saved = cli.input_dir("--out", out, optional=False) / EXPERIMENT_FILE
+    if not saved.is_file():
+        raise cli.usage_error("--out", out, f"an experiment folder to resume ({EXPERIMENT_FILE} not found)")
+    cfg, command = ExperimentConfig.load(saved)
+    cli.input_dir("--data", cfg.data)
+    cli.input_dir("--test-data", cfg.test_data)
+    for folder in cfg.cross_data:
+        cli.input_dir("--cross-data", folder, optional=False)
+    run_experiment(cfg, command=command, resume="python -m tfdeepfake.experiment " + shlex.join(argv))
+    return 0
+
+
 def _main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.resume:
+        return _resume(parser, argv, args.out)
     # every folder checked before any training
     cli.input_dir("--data", args.data)
     cli.input_dir("--test-data", args.test_data)

@@ -775,7 +775,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 RESUME_FLAGS = frozenset({"resume", "out", "model", "epochs", "patience", "time_limit_minutes", "debug"})
 
 
-def _run_epochs(run_dir: Path) -> int | None:
+def finished_epochs(run_dir: Path) -> int | None:
     """Epochs a finished run's ``metrics.json`` covers (None while the run is unfinished): a run is
     finished when its metrics were written after its last backed-up epoch."""
     metrics = run_dir / METRICS_FILE
@@ -818,7 +818,7 @@ def _resume_config(args: argparse.Namespace, given: dict[str, str]) -> TrainConf
             setattr(resumed, dest, getattr(args, dest))
     resumed.validate()
     done = backup_epoch(run_dir)
-    ran = _run_epochs(run_dir)
+    ran = finished_epochs(run_dir)
     if ran is not None:  # finished: only a longer run makes sense
         if "epochs" not in given or args.epochs <= ran:
             raise UsageError(f"--resume: {out} is a finished run ({ran} epochs, metrics written); "
