@@ -552,3 +552,32 @@ def test_max_per_class_samples_before_the_split(tiny_dataset):
     assert kept.groupby(["split", "label"]).size().tolist() == [4] * 6  # each split's classes capped
     with pytest.raises(ValueError, match="max_per_class"):
         data.index_folder(root, max_per_class=0)
+
+
+def test_random_crop_zooms_into_a_window_and_leaves_other_draws_alone():
+    import tensorflow as tf
+
+    n = 64
+    ramp = np.broadcast_to(np.linspace(0, 252, n, dtype=np.float32)[None, :, None], (n, n, 3))
+    image = np.stack([ramp[..., 0], ramp[..., 0].T, np.full((n, n), 100, np.float32)], -1).round()
+    image = tf.constant(image.astype(np.uint8))  # red rises along x, green along y, blue flat
+    seed = tf.constant([3, 4], tf.int64)
+    only_crop = {"flip": False, "jpeg": False, "blur": False, "crop": True}
+    for side in (0.5, 0.8):
+        out = data.augment_image(image, seed, AugmentConfig(**only_crop, crop_side=(side, side))).numpy()
+        assert out.shape == (n, n, 3)
+        for channel, axis in ((0, 1), (1, 0)):  # a window of `side` of the ramp, stretched to the full size
+            profile = out[..., channel].mean(axis=1 - axis)
+            assert np.ptp(profile) == pytest.approx(252 * side, abs=3), (side, channel)
+            assert np.all(np.diff(profile) >= 0)
+        np.testing.assert_allclose(out[..., 2], 100, atol=0.5)
+    same = AugmentConfig(**only_crop)
+    np.testing.assert_array_equal(data.augment_image(image, seed, same), data.augment_image(image, seed, same))
+    full = data.augment_image(image, seed, AugmentConfig(**only_crop, crop_side=(1.0, 1.0))).numpy()
+    np.testing.assert_array_equal(full, image.numpy().astype(np.float32))  # the whole image: unchanged
+    with pytest.raises(ValueError, match="crop_side"):
+        data.augment_image(image, seed, AugmentConfig(**only_crop, crop_side=(0.9, 0.8)))
+    # Switching the crop on changes no other draw: flip + JPEG + blur seeds are those without it.
+    a = tf.random.experimental.stateless_split(seed, num=5).numpy()
+    b = tf.random.experimental.stateless_split(seed, num=6).numpy()
+    np.testing.assert_array_equal(a, b[:5])

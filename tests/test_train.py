@@ -335,3 +335,11 @@ def test_bad_recipe_flags_name_the_field(capsys):
     with pytest.raises(SystemExit):
         train.main(["--model", "alexnet", "--monitor", "val_auc"])
     assert "--monitor" in capsys.readouterr().err
+
+
+def test_random_crop_flag_reaches_the_pipeline_config():
+    config = train.parse_config(["--model", "alexnet", "--random-crop"])
+    assert config.augment_crop and train.augment_config(config).crop
+    assert not train.parse_config(["--model", "alexnet"]).augment_crop  # off by default
+    off = train.parse_config(["--model", "alexnet", "--random-crop", "--no-augment"])
+    assert not train.augment_config(off).active

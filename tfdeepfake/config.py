@@ -68,6 +68,7 @@ class TrainConfig:
     augment_flip: bool = True
     augment_jpeg: bool = True
     augment_blur: bool = True
+    augment_crop: bool = False
     model_options: dict[str, Any] = field(default_factory=dict)
     time_limit_minutes: float | None = None
     # input representation and recipe (#11; see tfdeepfake.models.representations, tfdeepfake.recipe)
@@ -138,6 +139,7 @@ class TrainConfig:
         cli.text(field_("cache_dir"), self.cache_dir, optional=True)
         number(field_("cache_budget_gb"), self.cache_budget_gb, low=0, optional=True)
         for flag in ("jit_compile", "resume", "balance", "augment_flip", "augment_jpeg", "augment_blur",
+                     "augment_crop",
                      "tta_flip", "keep_cache"):
             if not isinstance(getattr(self, flag), bool):
                 raise cli.usage_error(field_(flag), getattr(self, flag), "true or false")

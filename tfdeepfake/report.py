@@ -206,7 +206,8 @@ def experiment_report(cfg: Any, runs: Mapping[str, Path], members: Sequence[str]
         f"- models: {', '.join(runs)}; image size {cfg.image_size} px; batch {cfg.batch_size}; optimizer "
         f"{train_cfg['optimizer']} (lr {train_cfg['lr']}), L2 {train_cfg['l2']}, dropout "
         f"{TrainConfig.from_dict(train_cfg).dropout_label}; augmentation flip/JPEG/blur "
-        f"{train_cfg['augment_flip']}/{train_cfg['augment_jpeg']}/{train_cfg['augment_blur']}; "
+        f"{train_cfg['augment_flip']}/{train_cfg['augment_jpeg']}/{train_cfg['augment_blur']}"
+        f"{', random crop' if train_cfg.get('augment_crop') else ''}; "
         f"early-stopping patience {train_cfg['patience']}"
         + (f"; training budget {cfg.budget_minutes} min in all" if cfg.budget_minutes else ""),
         f"- ensemble: probability average of the {len(members)} best member(s) by validation ROC AUC: "

@@ -96,6 +96,12 @@ def build_optimizer(config: TrainConfig, steps_per_epoch: int = 1) -> Any:
     return keras.optimizers.AdamW(learning_rate=lr, **ema)
 
 
+def augment_config(config: TrainConfig) -> data_mod.AugmentConfig:
+    """The training pipeline's augmentation as ``config`` switches it."""
+    return data_mod.AugmentConfig(flip=config.augment_flip, jpeg=config.augment_jpeg,
+                                  blur=config.augment_blur, crop=config.augment_crop)
+
+
 def compile_model(model: Any, config: TrainConfig, steps_per_epoch: int = 1) -> Any:
     """BCE on the logit (as the original's BCEWithLogitsLoss; ``--label-smoothing``); accuracy at
     P(fake) = 0.5 and ROC AUC."""
@@ -461,9 +467,7 @@ def _train(config: TrainConfig, log: Log, strategy: Any, worker: Worker) -> Path
     precision = keras.mixed_precision.global_policy().name
     image_size = config.resolved_image_size
 
-    augment = data_mod.AugmentConfig(
-        flip=config.augment_flip, jpeg=config.augment_jpeg, blur=config.augment_blur
-    )
+    augment = augment_config(config)
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)  # set by EpochSeeds
     caches = data_mod.CachePlan(config.cache, config.cache_budget_gb, config.cache_dir or out / "cache")
 
@@ -687,6 +691,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-jpeg", dest="augment_jpeg", action="store_false",
                    help="no random JPEG re-compression")
     p.add_argument("--no-blur", dest="augment_blur", action="store_false")
+    p.add_argument("--random-crop", dest="augment_crop", action="store_true",
+                   help="random square crop of 80-100 %% of the image's side, resized back (off by default)")
     p.add_argument("--no-augment", action="store_true", help="switch all augmentation off")
     p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                    help="an option the model's builder declares (repeatable; VALUE read as JSON, else "
@@ -761,7 +767,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values = {k: v for k, v in vars(args).items()
               if k not in ("no_augment", "config", "model_option", "vit_size", "debug")}
     if args.no_augment:
-        values.update(augment_flip=False, augment_jpeg=False, augment_blur=False)
+        values.update(augment_flip=False, augment_jpeg=False, augment_blur=False, augment_crop=False)
     file_options = values.get("model_options") or {}  # from --config FILE: those the model declares
     options = {k: v for k, v in file_options.items() if k in declared_options(args.model)}
     options.update(parse_option(text) for text in args.model_option)

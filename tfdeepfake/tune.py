@@ -36,7 +36,13 @@ from tfdeepfake.distribute import (
 from tfdeepfake.hardware import precision_policy
 from tfdeepfake.models import MODEL_NAMES, build_model
 from tfdeepfake.recipe import ema_callbacks
-from tfdeepfake.train import add_scale_out_flags, compile_model, scale_out_overrides, split_dataset
+from tfdeepfake.train import (
+    add_scale_out_flags,
+    augment_config,
+    compile_model,
+    scale_out_overrides,
+    split_dataset,
+)
 
 ALGORITHMS = ("random", "hyperband")
 OBJECTIVES = {"val_loss": "min", "val_auc": "max", "val_accuracy": "max"}
@@ -92,8 +98,7 @@ def _hypermodel_class() -> Any:
             read as ``train`` reads them (distributed over the strategy, cached as ``base.cache`` says)."""
             if batch_size not in self._datasets:
                 b = self.base
-                augment = data_mod.AugmentConfig(flip=b.augment_flip, jpeg=b.augment_jpeg,
-                                                 blur=b.augment_blur)
+                augment = augment_config(b)
                 common = {"image_size": b.resolved_image_size, "batch_size": batch_size, "seed": b.seed}
                 self._datasets[batch_size] = tuple(
                     split_dataset(self.index, split, self.strategy, self.caches,
