@@ -27,6 +27,10 @@ def _recipe(config: dict) -> str:
         parts.append(f"ema {config['ema']:g}")
     if config.get("tta_flip"):
         parts.append("tta-flip")
+    if config.get("augment_crop"):
+        parts.append("random crop")
+    if config.get("model_options"):
+        parts += [f"{k}={v}" for k, v in sorted(config["model_options"].items())]
     if config.get("batch_size", 32) != 32:
         parts.append(f"batch {config['batch_size']}, lr {config['lr']:g}")
     if config.get("init_from"):
