@@ -21,7 +21,7 @@ def finished(tmp_path_factory):
     out = root / "out"
     rc = experiment.main(["--data", str(root / "train"), "--test-data", str(root / "test"),
                           "--cross-data", str(root / "other"), "--models", "alexnet", "resnet18",
-                          "--image-size", "32", "--epochs", "1", "--model-epochs", "resnet18=2", "--batch-size", "8",
+                          "--image-size", "32", "--epochs", "1", "--model-epochs", "resnet18=2", "--model-image-size", "resnet18=40", "--batch-size", "8",
                           "--robustness-images", "6", "--cache", "none", "--out", str(out)])
     assert rc == 0
     return root, out
@@ -114,6 +114,10 @@ def test_model_epochs_override_epochs_for_one_model(finished):
     epochs = {name: json.loads((out / "runs" / name / "config.json").read_text())["epochs"]
               for name in ("alexnet", "resnet18")}
     assert epochs == {"alexnet": 1, "resnet18": 2}
+    sizes = {name: json.loads((out / "runs" / name / "config.json").read_text())["image_size"]
+             for name in ("alexnet", "resnet18")}
+    assert sizes == {"alexnet": 32, "resnet18": 40}  # --model-image-size; the ensemble feeds each its own
+    assert "image size 32 px (resnet18: 40 px)" in (out / "REPORT.md").read_text()
     assert json.loads((out / "runs" / "resnet18" / "metrics.json").read_text())["epochs_run"] == 2
 
 
@@ -125,11 +129,13 @@ def test_bad_model_epochs_exit_2(tmp_path, capsys, entry):
     assert "--model-epochs" in capsys.readouterr().err
 
 
-def test_model_epochs_for_an_untrained_model_is_refused(tmp_path, capsys):
+@pytest.mark.parametrize("flag", ["--model-epochs", "--model-image-size"])
+def test_per_model_values_for_an_untrained_model_are_refused(tmp_path, capsys, flag):
     with pytest.raises(SystemExit) as exc:
-        experiment.main(["--models", "alexnet", "--model-epochs", "vit=3", "--out", str(tmp_path / "o")])
+        experiment.main(["--models", "alexnet", flag, "vit=48", "--out", str(tmp_path / "o")])
     assert exc.value.code == 2
     assert "vit" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_unknown_model_exits_2(tmp_path, capsys):

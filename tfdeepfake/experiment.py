@@ -80,6 +80,7 @@ class ExperimentConfig:
     image_size: int = 64
     epochs: int | None = None  # maximum epochs per model (None: TrainConfig's default)
     model_epochs: dict[str, int] = field(default_factory=dict)  # per-model maximum, over ``epochs``
+    model_image_size: dict[str, int] = field(default_factory=dict)  # per-model size, over ``image_size``
     budget_minutes: float | None = None
     batch_size: int = 32
     ensemble_size: int = 3
@@ -94,11 +95,15 @@ class ExperimentConfig:
         unknown = [m for m in names if m not in MODEL_NAMES]
         if unknown:
             raise ValueError(f"unknown model(s) {unknown}; expected some of {list(MODEL_NAMES)}")
-        unplanned = sorted(set(self.model_epochs) - set(names))
-        if unplanned:
-            raise ValueError(f"model_epochs names {unplanned}, which this experiment does not train "
-                             f"({names})")
+        for what, per_model in (("model_epochs", self.model_epochs), ("model_image_size", self.model_image_size)):
+            unplanned = sorted(set(per_model) - set(names))
+            if unplanned:
+                raise ValueError(f"{what} names {unplanned}, which this experiment does not train ({names})")
         return names
+
+    def image_size_of(self, model: str) -> int:
+        """The input size ``model`` is trained at: its ``model_image_size`` entry, else ``image_size``."""
+        return self.model_image_size.get(model, self.image_size)
 
     @classmethod
     def load(cls, path: str | Path) -> tuple[ExperimentConfig, str | None]:
@@ -113,7 +118,7 @@ def base_train_config(cfg: ExperimentConfig, model: str) -> Any:
     """The ``TrainConfig`` of one member (``cfg.train_config`` as the base, if given)."""
     base = TrainConfig.load(cfg.train_config).for_model(model).to_dict() if cfg.train_config else {}
     base.update(
-        model=model, data=cfg.data, test_data=[], image_size=cfg.image_size, batch_size=cfg.batch_size,
+        model=model, data=cfg.data, test_data=[], image_size=cfg.image_size_of(model), batch_size=cfg.batch_size,
         seed=cfg.seed, out=str(Path(cfg.out) / "runs" / model), resume=False,
         test_fraction=0.0 if cfg.test_data else base.get("test_fraction", 0.1),
     )
@@ -353,7 +358,7 @@ def run_experiment(cfg: ExperimentConfig, *, command: str | None = None, log: Lo
 
 
 def model_epochs_entry(value: str) -> tuple[str, int]:
-    """``--model-epochs`` entry ``MODEL=N`` as ``(MODEL, N)``."""
+    """``--model-epochs`` (or ``--model-image-size``) entry ``MODEL=N`` as ``(MODEL, N)``."""
     name, sep, count = value.partition("=")
     if not sep or name not in MODEL_NAMES:
         raise argparse.ArgumentTypeError(
@@ -380,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-epochs", nargs="+", type=model_epochs_entry, default=[], metavar="MODEL=N",
                    help="maximum epochs of one model, over --epochs (e.g. resnet18=10 xception=3): a "
                         "schedule such as cosine then ends where the model's share of the time does")
+    p.add_argument("--model-image-size", nargs="+", type=model_epochs_entry, default=[], metavar="MODEL=N",
+                   help="input size of one model, over --image-size (e.g. alexnet_rnn=128): a cheap model "
+                        "can afford a larger input; the ensemble feeds each member at its own size")
     p.add_argument("--budget-minutes", type=cli.positive_float, default=None,
                    help="training time for all models together (split equally; each run stops within its share)")
     p.add_argument("--batch-size", type=cli.positive_int, default=d.batch_size)
@@ -433,6 +441,7 @@ def _main(argv: list[str]) -> int:
     cfg = ExperimentConfig(
         data=args.data, test_data=args.test_data, cross_data=args.cross_data, models=args.models or [],
         image_size=args.image_size, epochs=args.epochs, model_epochs=dict(args.model_epochs),
+        model_image_size=dict(args.model_image_size),
         budget_minutes=args.budget_minutes,
         batch_size=args.batch_size, ensemble_size=args.ensemble_size,
         robustness_images=args.robustness_images,
