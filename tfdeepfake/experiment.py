@@ -157,11 +157,12 @@ def train_models(cfg: ExperimentConfig, log: Log = print_line, *, resume: bool =
             log(f"{name}: finished run kept ({folders[name]}, {earlier / 60:.1f} min of training)")
             runs[name] = folders[name]
             continue
-        config = base_train_config(cfg, name)
         if state == "partial":
             config = TrainConfig.load(folders[name] / CONFIG_FILE)
             config.resume, config.out = True, str(folders[name])
             log(f"{name}: continuing its run from epoch {backup_epoch(folders[name]) + 1}")
+        else:
+            config = base_train_config(cfg, name)
         if deadline is not None:
             share = max(1.0, deadline - time.monotonic()) / (len(todo) - todo.index(name))
             config.time_limit_minutes = (share + earlier) / 60  # the limit counts the earlier epochs

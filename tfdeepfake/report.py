@@ -204,7 +204,7 @@ def experiment_report(cfg: Any, runs: Mapping[str, Path], members: Sequence[str]
         "## Setup",
         "",
         f"- models: {', '.join(runs)}; image size {cfg.image_size} px"
-        + "".join(f" ({m}: {n} px)" for m, n in sorted(getattr(cfg, "model_image_size", {}).items()))
+        + "".join(f" ({m}: {n} px)" for m, n in sorted(cfg.model_image_size.items()))
         + f"; batch {cfg.batch_size}; optimizer "
         f"{train_cfg['optimizer']} (lr {train_cfg['lr']}), L2 {train_cfg['l2']}, dropout "
         f"{TrainConfig.from_dict(train_cfg).dropout_label}; augmentation flip/JPEG/blur "

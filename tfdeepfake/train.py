@@ -243,24 +243,19 @@ def read_epoch_seconds(run_dir: Path, epochs: int) -> list[float]:
 
 
 class TimeLimit(keras.callbacks.Callback):
-    """Stop before the epoch that would end past ``minutes`` of training (judged by the slowest epoch
-    so far), counting the ``previous`` epochs' seconds of a resumed run: the budget is the run's."""
+    """Stop before the epoch that would end past ``minutes`` of training, judged by the slowest epoch so
+    far. It reads the epoch times of ``times`` (an :class:`EpochTimes` placed before it), which include
+    a resumed run's earlier epochs: the budget is the run's."""
 
-    def __init__(self, minutes: float, log: Log, previous: Sequence[float] = ()) -> None:
+    def __init__(self, minutes: float, log: Log, times: EpochTimes) -> None:
         super().__init__()
         self._limit = 60.0 * minutes
         self._log = log
-        self._start = time.monotonic() - sum(previous)
-        self._epoch_start = self._start
-        self._slowest = max(previous, default=0.0)
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._epoch_start = time.monotonic()
+        self._times = times
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        now = time.monotonic()
-        self._slowest = max(self._slowest, now - self._epoch_start)
-        if now - self._start + self._slowest > self._limit:
+        seconds = self._times.seconds
+        if sum(seconds) + max(seconds) > self._limit:
             self._log(f"time limit {self._limit / 60:.1f} min: stopping after epoch {epoch + 1}")
             self.model.stop_training = True
 
@@ -373,10 +368,11 @@ def fit_callbacks(config: TrainConfig, out: Path, log: Log = print_line, interac
             ),
             keras.callbacks.TensorBoard(str(out / "logs"), histogram_freq=0, write_graph=False),
         ]
-    seconds = read_epoch_seconds(out, backup_epoch(out, worker)) if config.resume else []
-    callbacks.append(EpochTimes(out / TIMES_FILE if chief else None, seconds))
+    times = EpochTimes(out / TIMES_FILE if chief else None,
+                       read_epoch_seconds(out, backup_epoch(out, worker)) if config.resume else [])
+    callbacks.append(times)
     if config.time_limit_minutes is not None:
-        callbacks.append(TimeLimit(config.time_limit_minutes, log, seconds))
+        callbacks.append(TimeLimit(config.time_limit_minutes, log, times))
     if not interactive:
         callbacks.append(EpochLine(log))
     return callbacks

@@ -249,14 +249,6 @@ def conv_bn(
     return x
 
 
-def check_stem(stem_stride: Any, stem_pool: Any) -> None:
-    """Raise ``ValueError`` unless ``stem_stride`` is 1 or 2 and ``stem_pool`` a bool."""
-    if isinstance(stem_stride, bool) or stem_stride not in (1, 2):
-        raise ValueError(f"`stem_stride` must be 1 or 2; got {stem_stride!r}.")
-    if not isinstance(stem_pool, bool):
-        raise ValueError(f"`stem_pool` must be a bool; got {stem_pool!r}.")
-
-
 def stem(x: keras.KerasTensor, filters: int, l2: float, *, strides: int = 2,
          pool: bool = True) -> keras.KerasTensor:
     """ResNet/DenseNet stem: 7x7/2 conv -> BN -> ReLU -> 3x3/2 max-pool (the input / 4).
@@ -264,7 +256,10 @@ def stem(x: keras.KerasTensor, filters: int, l2: float, *, strides: int = 2,
     ``strides=1`` and ``pool=False`` keep more of the input's resolution (/2 each less), for small inputs
     and for the fine detail a detector may need (Gragnaniello et al., 2021: no down-sampling in the first
     layer); the weights are the same either way, so ``--init-from`` works across them."""
-    check_stem(strides, pool)
+    if isinstance(strides, bool) or strides not in (1, 2):
+        raise ValueError(f"`stem_stride` must be 1 or 2; got {strides!r}.")
+    if not isinstance(pool, bool):
+        raise ValueError(f"`stem_pool` must be a bool; got {pool!r}.")
     x = conv_bn(x, filters, 7, l2, "stem", strides=strides)
     return layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x) if pool else x
 
