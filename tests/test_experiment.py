@@ -83,6 +83,21 @@ def test_only_the_chief_worker_goes_on_after_training(tmp_path, monkeypatch):
     assert went_on == [cfg.ensemble_size]
 
 
+def test_cross_folders_get_unique_file_safe_labels(tmp_path):
+    """A cross-dataset folder named like the test set (or like another) gets a label of its own that
+    is a plain name: labels name the ROC plot files (a full path there crashed the report)."""
+    from conftest import write_tiny_images
+
+    for folder in ("test", "a/test", "b/other", "c/other"):
+        write_tiny_images(tmp_path / folder / "real", 2, fake=False, seed=0, prefix="real")
+        write_tiny_images(tmp_path / folder / "fake", 2, fake=True, seed=0, prefix="fake")
+    cfg = experiment.ExperimentConfig(test_data=str(tmp_path / "test"), out=str(tmp_path / "exp"),
+                                      cross_data=[str(tmp_path / f) for f in ("a/test", "b/other", "c/other")])
+    sets = experiment.eval_sets(cfg)
+    assert list(sets) == ["test", "test-2", "other", "other-2"]
+    assert [len(s.rows("test")) for s in sets.values()] == [4, 4, 4, 4]
+
+
 def test_members_are_chosen_on_validation(tmp_path):
     runs = {}
     for name, auc, acc in (("a", 0.6, 0.9), ("b", 0.8, 0.5), ("c", 0.8, 0.7), ("d", float("nan"), 1.0)):

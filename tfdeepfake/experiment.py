@@ -222,9 +222,13 @@ def eval_sets(cfg: ExperimentConfig) -> dict[str, Any]:
         t = base_train_config(cfg, cfg.resolved_models()[0])
         sets = {"test": data_mod.index_folder(cfg.data or demo.demo_dataset(), val_fraction=t.val_fraction,
                                               test_fraction=t.test_fraction, seed=t.seed)}
-    for folder in cfg.cross_data:
-        label = Path(folder).name or str(folder)
-        sets[label if label not in sets else str(folder)] = data_mod.index_eval_folder(folder)
+    for folder in cfg.cross_data:  # the label names plot files: the folder's name, made unique
+        label = base = Path(folder).resolve().name or "cross"
+        copy = 1
+        while label in sets:
+            copy += 1
+            label = f"{base}-{copy}"
+        sets[label] = data_mod.index_eval_folder(folder)
     return sets
 
 

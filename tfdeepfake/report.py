@@ -212,6 +212,9 @@ def experiment_report(cfg: Any, runs: Mapping[str, Path], members: Sequence[str]
         f"{', random crop' if train_cfg.get('augment_crop') else ''}; "
         f"early-stopping patience {train_cfg['patience']}"
         + (f"; training budget {cfg.budget_minutes} min in all" if cfg.budget_minutes else ""),
+        f"- recipe: learning-rate schedule {train_cfg.get('lr_schedule', 'constant')}, label smoothing "
+        f"{train_cfg.get('label_smoothing', 0.0)}, EMA {train_cfg.get('ema', 0.0)}, input "
+        f"{train_cfg.get('input', 'rgb')}, test-time flip averaging {train_cfg.get('tta_flip', False)}",
         f"- ensemble: probability average of the {len(members)} best member(s) by validation ROC AUC: "
         f"{', '.join(members)}" if ensemble_dir else "- no ensemble",
         "- every choice (epochs by early stopping on validation loss, thresholds, ensemble members) uses "
