@@ -68,3 +68,20 @@ def test_old_config_with_vit_size_still_loads(tmp_path):
     assert TrainConfig.load(tmp_path / "vit.json").model_options == {"size": "small"}
     (tmp_path / "alexnet.json").write_text(json.dumps({**old, "model": "alexnet"}))
     assert TrainConfig.load(tmp_path / "alexnet.json").model_options == {}
+
+
+def test_shipped_configs_load_and_the_flip_recipe_only_adds_flip_averaging():
+    """The README's commands pass configs/*.json to train/experiment: each must load as a TrainConfig, and
+    recipe-64-flip.json (the Results experiment) must be recipe-64.json plus test-time flip averaging."""
+    import json
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "configs"
+    files = sorted(folder.glob("*.json"))
+    assert {f.name for f in files} >= {"original.json", "recipe-64.json", "recipe-64-flip.json"}
+    for f in files:
+        TrainConfig.load(f)
+    plain, flip = (json.loads((folder / n).read_text()) for n in ("recipe-64.json", "recipe-64-flip.json"))
+    assert (plain.pop("tta_flip"), flip.pop("tta_flip")) == (False, True)
+    assert plain == flip
+    assert TrainConfig.load(folder / "recipe-64-flip.json").tta_flip is True
