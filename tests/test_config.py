@@ -1,6 +1,7 @@
 """The run configuration dataclass."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -73,9 +74,6 @@ def test_old_config_with_vit_size_still_loads(tmp_path):
 def test_shipped_configs_load_and_the_flip_recipe_only_adds_flip_averaging():
     """The README's commands pass configs/*.json to train/experiment: each must load as a TrainConfig, and
     recipe-64-flip.json (the Results experiment) must be recipe-64.json plus test-time flip averaging."""
-    import json
-    from pathlib import Path
-
     folder = Path(__file__).resolve().parents[1] / "configs"
     files = sorted(folder.glob("*.json"))
     assert {f.name for f in files} >= {"original.json", "recipe-64.json", "recipe-64-flip.json"}

@@ -186,6 +186,7 @@ def experiment_report(cfg: Any, runs: Mapping[str, Path], members: Sequence[str]
     """The experiment's ``REPORT.md`` (``cfg``: its ``ExperimentConfig``; ``files``: the plots written;
     ``train_cfg``: the first run's ``config.json``)."""
     v = versions()
+    t = TrainConfig.from_dict(dict(train_cfg))  # the defaults of fields an older config.json lacks
     lines = ["# tfdeepfake experiment report", ""]
     if command:
         lines += ["```", command, "```", ""]
@@ -206,15 +207,12 @@ def experiment_report(cfg: Any, runs: Mapping[str, Path], members: Sequence[str]
         f"- models: {', '.join(runs)}; image size {cfg.image_size} px"
         + "".join(f" ({m}: {n} px)" for m, n in sorted(cfg.model_image_size.items()))
         + f"; batch {cfg.batch_size}; optimizer "
-        f"{train_cfg['optimizer']} (lr {train_cfg['lr']}), L2 {train_cfg['l2']}, dropout "
-        f"{TrainConfig.from_dict(train_cfg).dropout_label}; augmentation flip/JPEG/blur "
-        f"{train_cfg['augment_flip']}/{train_cfg['augment_jpeg']}/{train_cfg['augment_blur']}"
-        f"{', random crop' if train_cfg.get('augment_crop') else ''}; "
-        f"early-stopping patience {train_cfg['patience']}"
+        f"{t.optimizer} (lr {t.lr}), L2 {t.l2}, dropout {t.dropout_label}; augmentation flip/JPEG/blur "
+        f"{t.augment_flip}/{t.augment_jpeg}/{t.augment_blur}{', random crop' if t.augment_crop else ''}; "
+        f"early-stopping patience {t.patience}"
         + (f"; training budget {cfg.budget_minutes} min in all" if cfg.budget_minutes else ""),
-        f"- recipe: learning-rate schedule {train_cfg.get('lr_schedule', 'constant')}, label smoothing "
-        f"{train_cfg.get('label_smoothing', 0.0)}, EMA {train_cfg.get('ema', 0.0)}, input "
-        f"{train_cfg.get('input', 'rgb')}, test-time flip averaging {train_cfg.get('tta_flip', False)}",
+        f"- recipe: learning-rate schedule {t.lr_schedule}, label smoothing {t.label_smoothing}, EMA {t.ema}, "
+        f"input {t.input}, test-time flip averaging {t.tta_flip}",
         f"- ensemble: probability average of the {len(members)} best member(s) by validation ROC AUC: "
         f"{', '.join(members)}" if ensemble_dir else "- no ensemble",
         "- every choice (epochs by early stopping on validation loss, thresholds, ensemble members) uses "
