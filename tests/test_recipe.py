@@ -119,7 +119,7 @@ def test_recipe_flags_recorded_and_tta_scored_identically_everywhere(tiny_datase
     run = tmp_path / "run"
     flags = ["--input", "rgb+highpass", "--tta-flip", "--ema", "--lr-schedule", "onecycle",
              "--warmup-epochs", "1", "--label-smoothing", "0.1"]
-    assert train.main(["--model", "resnet18", "--data", str(data), "--image-size", "32", "--epochs", "2",
+    assert train.main(["--model", "alexnet", "--data", str(data), "--image-size", "32", "--epochs", "2",
                        "--batch-size", "8", "--optimizer", "adam", "--lr", "0.001", "--no-augment",
                        "--out", str(run), *flags]) == 0
     config = json.loads((run / "config.json").read_text())
@@ -130,7 +130,7 @@ def test_recipe_flags_recorded_and_tta_scored_identically_everywhere(tiny_datase
     assert model_representation(model) == "rgb+highpass" and has_tta_flip(model)
 
     # the definition: mean logit of the image and its mirror image, by the same weights without TTA
-    plain = build_model("resnet18", 32, representation="rgb+highpass")
+    plain = build_model("alexnet", 32, representation="rgb+highpass")
     plain.set_weights(model.get_weights())
     folder = tiny_dataset(2, size=32, seed=5)  # images at the model's size: no resize anywhere
     index = index_eval_folder(folder)
