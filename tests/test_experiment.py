@@ -20,8 +20,8 @@ def finished(tmp_path_factory):
         write_tiny_images(root / folder / "fake", n, fake=True, seed=seed, prefix="fake")
     out = root / "out"
     rc = experiment.main(["--data", str(root / "train"), "--test-data", str(root / "test"),
-                          "--cross-data", str(root / "other"), "--models", "alexnet", "resnet18",
-                          "--image-size", "32", "--epochs", "1", "--model-epochs", "resnet18=2", "--model-image-size", "resnet18=40", "--batch-size", "8",
+                          "--cross-data", str(root / "other"), "--models", "alexnet", "alexnet_rnn",
+                          "--image-size", "32", "--epochs", "1", "--model-epochs", "alexnet_rnn=2", "--model-image-size", "alexnet_rnn=40", "--batch-size", "8",
                           "--robustness-images", "6", "--cache", "none", "--out", str(out)])
     assert rc == 0
     return root, out
@@ -36,7 +36,7 @@ def test_report_table_has_a_row_per_model_and_the_ensemble(finished):
         assert section in report
     test_table = report.split("## Test folder")[1].split("##")[0]
     rows = [line for line in test_table.splitlines() if line.startswith("| ") and "---" not in line]
-    assert [r.split("|")[1].strip() for r in rows[1:]] == ["alexnet", "resnet18", "ensemble"]
+    assert [r.split("|")[1].strip() for r in rows[1:]] == ["alexnet", "alexnet_rnn", "ensemble"]
     for header in ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "eer",
                    "params", "train s"):
         assert header in rows[0]
@@ -44,11 +44,11 @@ def test_report_table_has_a_row_per_model_and_the_ensemble(finished):
 
 def test_plots_and_results(finished):
     root, out = finished
-    for name in ("curves-alexnet", "curves-resnet18", "confusion-alexnet", "confusion-ensemble",
+    for name in ("curves-alexnet", "curves-alexnet_rnn", "confusion-alexnet", "confusion-ensemble",
                  "roc-test", "roc-other", "robustness"):
         assert (out / f"{name}.png").stat().st_size > 1000, name
     results = json.loads((out / "results.json").read_text())
-    assert set(results["results"]) == {"alexnet", "resnet18", "ensemble"}
+    assert set(results["results"]) == {"alexnet", "alexnet_rnn", "ensemble"}
     assert results["results"]["ensemble"]["test"]["n_images"] == 8
     assert results["results"]["ensemble"]["other"]["n_images"] == 8
     assert len(results["robustness"]) == 3 * 14 and {r["n_images"] for r in results["robustness"]} == {6}
@@ -57,7 +57,7 @@ def test_plots_and_results(finished):
     assert ",test," not in split and ",val," in split
     # a scale-out flag reaches every member's config, the rest keep TrainConfig's defaults
     assert json.loads((out / "experiment.json").read_text())["train_options"] == {"cache": "none"}
-    for name in ("alexnet", "resnet18"):
+    for name in ("alexnet", "alexnet_rnn"):
         member = json.loads((out / "runs" / name / "config.json").read_text())
         assert (member["cache"], member["strategy"]) == ("none", "auto")
 
@@ -127,13 +127,13 @@ def test_goal_lines_say_by_how_much():
 def test_model_epochs_override_epochs_for_one_model(finished):
     root, out = finished
     epochs = {name: json.loads((out / "runs" / name / "config.json").read_text())["epochs"]
-              for name in ("alexnet", "resnet18")}
-    assert epochs == {"alexnet": 1, "resnet18": 2}
+              for name in ("alexnet", "alexnet_rnn")}
+    assert epochs == {"alexnet": 1, "alexnet_rnn": 2}
     sizes = {name: json.loads((out / "runs" / name / "config.json").read_text())["image_size"]
-             for name in ("alexnet", "resnet18")}
-    assert sizes == {"alexnet": 32, "resnet18": 40}  # --model-image-size; the ensemble feeds each its own
-    assert "image size 32 px (resnet18: 40 px)" in (out / "REPORT.md").read_text()
-    assert json.loads((out / "runs" / "resnet18" / "metrics.json").read_text())["epochs_run"] == 2
+             for name in ("alexnet", "alexnet_rnn")}
+    assert sizes == {"alexnet": 32, "alexnet_rnn": 40}  # --model-image-size; the ensemble feeds each its own
+    assert "image size 32 px (alexnet_rnn: 40 px)" in (out / "REPORT.md").read_text()
+    assert json.loads((out / "runs" / "alexnet_rnn" / "metrics.json").read_text())["epochs_run"] == 2
 
 
 @pytest.mark.parametrize("entry", ["resnet18", "lenet=3", "resnet18=0", "vit=x"])
