@@ -21,7 +21,8 @@ def finished(tmp_path_factory):
     out = root / "out"
     rc = experiment.main(["--data", str(root / "train"), "--test-data", str(root / "test"),
                           "--cross-data", str(root / "other"), "--models", "alexnet", "alexnet_rnn",
-                          "--image-size", "32", "--epochs", "1", "--model-epochs", "alexnet_rnn=2", "--model-image-size", "alexnet_rnn=40", "--batch-size", "8",
+                          "--image-size", "32", "--epochs", "1", "--model-epochs", "alexnet_rnn=2",
+                          "--model-image-size", "alexnet_rnn=40", "--batch-size", "8",
                           "--robustness-images", "6", "--cache", "none", "--out", str(out)])
     assert rc == 0
     return root, out
