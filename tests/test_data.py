@@ -581,3 +581,39 @@ def test_random_crop_zooms_into_a_window_and_leaves_other_draws_alone():
     a = tf.random.experimental.stateless_split(seed, num=5).numpy()
     b = tf.random.experimental.stateless_split(seed, num=6).numpy()
     np.testing.assert_array_equal(a, b[:5])
+
+
+def test_random_shift_moves_whole_pixels_and_leaves_other_draws_alone():
+    import tensorflow as tf
+
+    n = 32
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (n, n, 3), dtype=np.uint8)
+    only_shift = {"flip": False, "jpeg": False, "blur": False, "shift": 0.125}  # up to 4 px
+    cfg = AugmentConfig(**only_shift)
+    assert cfg.active and data.shift_pixels(0.125, n) == 4
+    moves = set()
+    for k in range(40):
+        out = data.augment_image(tf.constant(image), tf.constant([k, 9], tf.int64), cfg).numpy()
+        assert out.shape == (n, n, 3)
+        # the output is the reflect-padded image at some offset: every pixel an input pixel, none resampled
+        padded = np.pad(image, ((4, 4), (4, 4), (0, 0)), mode="reflect").astype(np.float32)
+        found = [(dy, dx) for dy in range(9) for dx in range(9)
+                 if np.array_equal(padded[dy:dy + n, dx:dx + n], out)]
+        assert len(found) == 1, k
+        moves.add(found[0])
+    for axis in (0, 1):  # both directions, up to the full 4 px, and not only the extremes
+        offsets = {m[axis] for m in moves}
+        assert {0, 8} <= offsets and len(offsets) >= 7, (axis, offsets)
+    seed = tf.constant([3, 4], tf.int64)
+    np.testing.assert_array_equal(data.augment_image(tf.constant(image), seed, cfg),
+                                  data.augment_image(tf.constant(image), seed, cfg))
+    off = data.augment_image(tf.constant(image), seed, AugmentConfig(**{**only_shift, "shift": 0.0}))
+    np.testing.assert_array_equal(off.numpy(), image.astype(np.float32))
+    for bad in (-0.1, 0.5):
+        with pytest.raises(ValueError, match="shift"):
+            data.augment_image(tf.constant(image), seed, AugmentConfig(**{**only_shift, "shift": bad}))
+    # Switching the shift on changes no other draw: the crop, flip, JPEG and blur seeds are those without it.
+    a = tf.random.experimental.stateless_split(seed, num=6).numpy()
+    b = tf.random.experimental.stateless_split(seed, num=7).numpy()
+    np.testing.assert_array_equal(a, b[:6])

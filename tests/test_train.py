@@ -351,3 +351,14 @@ def test_random_crop_flag_reaches_the_pipeline_config():
     assert not train.parse_config(["--model", "alexnet"]).augment_crop  # off by default
     off = train.parse_config(["--model", "alexnet", "--random-crop", "--no-augment"])
     assert not train.augment_config(off).active
+
+
+def test_random_shift_flag_reaches_the_pipeline_config_and_is_checked(capsys):
+    config = train.parse_config(["--model", "alexnet", "--random-shift", "0.0625"])
+    assert config.augment_shift == 0.0625 and train.augment_config(config).shift == 0.0625
+    assert train.parse_config(["--model", "alexnet"]).augment_shift == 0  # off by default
+    off = train.parse_config(["--model", "alexnet", "--random-shift", "0.1", "--no-augment"])
+    assert not train.augment_config(off).active
+    with pytest.raises(SystemExit):
+        train.main(["--model", "alexnet", "--random-shift", "0.5"])
+    assert "augment_shift" in capsys.readouterr().err

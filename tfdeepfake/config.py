@@ -69,6 +69,7 @@ class TrainConfig:
     augment_jpeg: bool = True
     augment_blur: bool = True
     augment_crop: bool = False
+    augment_shift: float = 0.0  # random translation, up to this fraction of the side
     model_options: dict[str, Any] = field(default_factory=dict)
     time_limit_minutes: float | None = None
     # input representation and recipe (#11; see tfdeepfake.models.representations, tfdeepfake.recipe)
@@ -134,6 +135,7 @@ class TrainConfig:
                high_open=True)  # no bound without training (epochs 0)
         number(field_("label_smoothing"), self.label_smoothing, low=0, high=1, high_open=True)
         number(field_("ema"), self.ema, low=0, high=1, high_open=True)
+        number(field_("augment_shift"), self.augment_shift, low=0, high=0.5, high_open=True)
         choice(field_("strategy"), self.strategy, STRATEGIES)
         choice(field_("cache"), self.cache, CACHE_MODES)
         cli.text(field_("cache_dir"), self.cache_dir, optional=True)

@@ -208,7 +208,8 @@ def experiment_report(cfg: Any, runs: Mapping[str, Path], members: Sequence[str]
         + "".join(f" ({m}: {n} px)" for m, n in sorted(cfg.model_image_size.items()))
         + f"; batch {cfg.batch_size}; optimizer "
         f"{t.optimizer} (lr {t.lr}), L2 {t.l2}, dropout {t.dropout_label}; augmentation flip/JPEG/blur "
-        f"{t.augment_flip}/{t.augment_jpeg}/{t.augment_blur}{', random crop' if t.augment_crop else ''}; "
+        f"{t.augment_flip}/{t.augment_jpeg}/{t.augment_blur}{', random crop' if t.augment_crop else ''}"
+        f"{f', random shift {t.augment_shift:g}' if t.augment_shift else ''}; "
         f"early-stopping patience {t.patience}"
         + (f"; training budget {cfg.budget_minutes} min in all" if cfg.budget_minutes else ""),
         f"- recipe: learning-rate schedule {t.lr_schedule}, label smoothing {t.label_smoothing}, EMA {t.ema}, "

@@ -99,7 +99,8 @@ def build_optimizer(config: TrainConfig, steps_per_epoch: int = 1) -> Any:
 def augment_config(config: TrainConfig) -> data_mod.AugmentConfig:
     """The training pipeline's augmentation as ``config`` switches it."""
     return data_mod.AugmentConfig(flip=config.augment_flip, jpeg=config.augment_jpeg,
-                                  blur=config.augment_blur, crop=config.augment_crop)
+                                  blur=config.augment_blur, crop=config.augment_crop,
+                                  shift=config.augment_shift)
 
 
 def compile_model(model: Any, config: TrainConfig, steps_per_epoch: int = 1) -> Any:
@@ -690,6 +691,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-crop", dest="augment_crop", action="store_true",
                    help="random square crop of 80-100 %% of the image's side, resized back (off by default; "
                         "on rvf10k at 64 px it lowered validation AUC from 0.899 to 0.815, see STUDY.md)")
+    p.add_argument("--random-shift", dest="augment_shift", type=float, default=d.augment_shift,
+                   metavar="FRACTION",
+                   help="random translation by up to this fraction of the image's side, in whole pixels "
+                        "with reflected edges, nothing resampled (default 0: off), e.g. 0.0625 = 4 px at 64 px")
     p.add_argument("--no-augment", action="store_true", help="switch all augmentation off")
     p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                    help="an option the model's builder declares (repeatable; VALUE read as JSON, else "
@@ -764,7 +769,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values = {k: v for k, v in vars(args).items()
               if k not in ("no_augment", "config", "model_option", "vit_size", "debug")}
     if args.no_augment:
-        values.update(augment_flip=False, augment_jpeg=False, augment_blur=False, augment_crop=False)
+        values.update(augment_flip=False, augment_jpeg=False, augment_blur=False, augment_crop=False,
+                      augment_shift=0.0)
     file_options = values.get("model_options") or {}  # from --config FILE: those the model declares
     options = {k: v for k, v in file_options.items() if k in declared_options(args.model)}
     options.update(parse_option(text) for text in args.model_option)
