@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -152,6 +153,39 @@ def test_per_model_values_for_an_untrained_model_are_refused(tmp_path, capsys, f
     assert exc.value.code == 2
     assert "vit" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_model_options_reach_only_their_model_over_the_config_file(tmp_path):
+    from tfdeepfake.config import TrainConfig
+
+    base = tmp_path / "recipe.json"
+    TrainConfig(model="all", model_options={"stem_stride": 1, "batch_norm": True}).save(base)
+    argv = ["--models", "resnet18", "densenet121", "vgg13", "--config", str(base), "--out", str(tmp_path / "o"),
+            "--model-option", "resnet18:stem_pool=false", "--model-option", "resnet18:stem_stride=2"]
+    args = experiment.build_parser().parse_args(argv)
+    cfg = experiment.ExperimentConfig(models=args.models, train_config=str(base), out=str(tmp_path / "o"),
+                                      model_options=experiment.per_model_options(args.model_options))
+    assert cfg.model_options == {"resnet18": {"stem_pool": False, "stem_stride": 2}}  # a later KEY wins
+    options = {m: experiment.base_train_config(cfg, m).validate().model_options for m in cfg.resolved_models()}
+    assert options == {"resnet18": {"stem_stride": 2, "stem_pool": False},  # over the file's stem_stride=1
+                       "densenet121": {"stem_stride": 1}, "vgg13": {"batch_norm": True}}
+    saved = tmp_path / "experiment.json"
+    saved.write_text(json.dumps({**dataclasses.asdict(cfg), "command": "x"}))
+    assert experiment.ExperimentConfig.load(saved)[0].model_options == cfg.model_options  # --resume keeps them
+    assert report.models_setup(cfg, cfg.resolved_models()) == (  # the report's setup line names them
+        "models: resnet18, densenet121, vgg13; image size 64 px; resnet18 options stem_pool=false, stem_stride=2")
+
+
+@pytest.mark.parametrize("entry, says", [("resnet18=stem_pool=false", "MODEL:KEY=VALUE"),
+                                         ("lenet:x=1", "MODEL:KEY=VALUE"), ("resnet18:=1", "KEY=VALUE"),
+                                         ("alexnet:stem_pool=false", "stem_pool"),
+                                         ("vit:patch_size=big", "patch_size")])
+def test_bad_model_options_exit_2_before_training(tmp_path, capsys, entry, says):
+    with pytest.raises(SystemExit) as exc:
+        experiment.main(["--models", "alexnet", "vit", "--model-option", entry, "--out", str(tmp_path / "o")])
+    assert exc.value.code == 2
+    assert says in capsys.readouterr().err
+    assert not (tmp_path / "o" / "runs").exists()
 
 
 def test_unknown_model_exits_2(tmp_path, capsys):

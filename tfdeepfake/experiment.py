@@ -38,6 +38,7 @@ from tfdeepfake.distribute import Worker, choose_strategy, visible_gpus, worker_
 from tfdeepfake.ensemble import create_ensemble
 from tfdeepfake.evaluate import evaluate_index
 from tfdeepfake.models import MODEL_NAMES
+from tfdeepfake.models.registry import parse_option
 from tfdeepfake.report import ENSEMBLE, experiment_report
 from tfdeepfake.robustness import plot_robustness, robustness_sweep
 from tfdeepfake.runs import (
@@ -81,6 +82,7 @@ class ExperimentConfig:
     epochs: int | None = None  # maximum epochs per model (None: TrainConfig's default)
     model_epochs: dict[str, int] = field(default_factory=dict)  # per-model maximum, over ``epochs``
     model_image_size: dict[str, int] = field(default_factory=dict)  # per-model size, over ``image_size``
+    model_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-model builder options
     budget_minutes: float | None = None
     batch_size: int = 32
     ensemble_size: int = 3
@@ -95,7 +97,8 @@ class ExperimentConfig:
         unknown = [m for m in names if m not in MODEL_NAMES]
         if unknown:
             raise ValueError(f"unknown model(s) {unknown}; expected some of {list(MODEL_NAMES)}")
-        for what, per_model in (("model_epochs", self.model_epochs), ("model_image_size", self.model_image_size)):
+        for what, per_model in (("model_epochs", self.model_epochs), ("model_image_size", self.model_image_size),
+                                ("model_options", self.model_options)):
             unplanned = sorted(set(per_model) - set(names))
             if unplanned:
                 raise ValueError(f"{what} names {unplanned}, which this experiment does not train ({names})")
@@ -125,6 +128,8 @@ def base_train_config(cfg: ExperimentConfig, model: str) -> Any:
     epochs = cfg.model_epochs.get(model, cfg.epochs)
     if epochs is not None:
         base["epochs"] = epochs
+    if cfg.model_options.get(model):  # over the options --config gives this model
+        base["model_options"] = {**base.get("model_options", {}), **cfg.model_options[model]}
     base.update(cfg.train_options)
     return TrainConfig.from_dict(base)
 
@@ -362,6 +367,14 @@ def run_experiment(cfg: ExperimentConfig, *, command: str | None = None, log: Lo
     return report
 
 
+def per_model_options(entries: Sequence[tuple[str, tuple[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """``--model-option`` entries gathered per model (a later KEY wins)."""
+    options: dict[str, dict[str, Any]] = {}
+    for name, (key, value) in entries:
+        options.setdefault(name, {})[key] = value
+    return options
+
+
 def model_epochs_entry(value: str) -> tuple[str, int]:
     """``--model-epochs`` (or ``--model-image-size``) entry ``MODEL=N`` as ``(MODEL, N)``."""
     name, sep, count = value.partition("=")
@@ -369,6 +382,19 @@ def model_epochs_entry(value: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(
             f"{value!r}: expected MODEL=N with MODEL one of {list(MODEL_NAMES)}")
     return name, cli.positive_int(count)
+
+
+def model_option_entry(value: str) -> tuple[str, tuple[str, Any]]:
+    """``--model-option`` entry ``MODEL:KEY=VALUE`` as ``(MODEL, (KEY, VALUE))`` (VALUE read as in
+    ``train --model-option``)."""
+    name, sep, option = value.partition(":")
+    if not sep or name not in MODEL_NAMES:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: expected MODEL:KEY=VALUE with MODEL one of {list(MODEL_NAMES)}")
+    try:
+        return name, parse_option(option)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r}: {exc}") from exc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -393,6 +419,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-image-size", nargs="+", type=model_epochs_entry, default=[], metavar="MODEL=N",
                    help="input size of one model, over --image-size (e.g. alexnet_rnn=128): a cheap model "
                         "can afford a larger input; the ensemble feeds each member at its own size")
+    p.add_argument("--model-option", dest="model_options", action="append", type=model_option_entry,
+                   default=[], metavar="MODEL:KEY=VALUE",
+                   help="a builder option of one model, over --config's (repeatable), e.g. "
+                        "resnet18:stem_pool=false; checked against the options the model declares")
     p.add_argument("--budget-minutes", type=cli.positive_float, default=None,
                    help="training time for all models together (split equally; each run stops within its share)")
     p.add_argument("--batch-size", type=cli.positive_int, default=d.batch_size)
@@ -447,6 +477,7 @@ def _main(argv: list[str]) -> int:
         data=args.data, test_data=args.test_data, cross_data=args.cross_data, models=args.models or [],
         image_size=args.image_size, epochs=args.epochs, model_epochs=dict(args.model_epochs),
         model_image_size=dict(args.model_image_size),
+        model_options=per_model_options(args.model_options),
         budget_minutes=args.budget_minutes,
         batch_size=args.batch_size, ensemble_size=args.ensemble_size,
         robustness_images=args.robustness_images,

@@ -177,6 +177,14 @@ def data_line(label: str, index: Any) -> str:
     return f"- {label}: `{index.root}` — {parts}; skipped unreadable files: {len(index.skipped)}"
 
 
+def models_setup(cfg: Any, names: Iterable[str]) -> str:
+    """The report's "models: ..." phrase: the models, their sizes and any per-model builder options."""
+    return (f"models: {', '.join(names)}; image size {cfg.image_size} px"
+            + "".join(f" ({m}: {n} px)" for m, n in sorted(cfg.model_image_size.items()))
+            + "".join(f"; {m} options " + ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(o.items()))
+                      for m, o in sorted(cfg.model_options.items()) if o))
+
+
 def experiment_report(cfg: Any, runs: Mapping[str, Path], members: Sequence[str],
                       ensemble_dir: Path | None, sets: Mapping[str, Any],
                       results: Mapping[str, Mapping[str, Any]], robust: Any | None,
@@ -204,9 +212,7 @@ def experiment_report(cfg: Any, runs: Mapping[str, Path], members: Sequence[str]
         "",
         "## Setup",
         "",
-        f"- models: {', '.join(runs)}; image size {cfg.image_size} px"
-        + "".join(f" ({m}: {n} px)" for m, n in sorted(cfg.model_image_size.items()))
-        + f"; batch {cfg.batch_size}; optimizer "
+        f"- {models_setup(cfg, runs)}; batch {cfg.batch_size}; optimizer "
         f"{t.optimizer} (lr {t.lr}), L2 {t.l2}, dropout {t.dropout_label}; augmentation flip/JPEG/blur "
         f"{t.augment_flip}/{t.augment_jpeg}/{t.augment_blur}{', random crop' if t.augment_crop else ''}"
         f"{f', random shift {t.augment_shift:g}' if t.augment_shift else ''}; "
