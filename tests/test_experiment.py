@@ -53,7 +53,7 @@ def test_plots_and_results(finished):
     assert set(results["results"]) == {"alexnet", "alexnet_rnn", "ensemble"}
     assert results["results"]["ensemble"]["test"]["n_images"] == 8
     assert results["results"]["ensemble"]["other"]["n_images"] == 8
-    assert len(results["robustness"]) == 3 * 14 and {r["n_images"] for r in results["robustness"]} == {6}
+    assert len(results["robustness"]) == 3 * 18 and {r["n_images"] for r in results["robustness"]} == {6}
     # --test-data given: nothing carved from the training folder for testing
     split = (out / "runs" / "alexnet" / "split.csv").read_text()
     assert ",test," not in split and ",val," in split

@@ -30,6 +30,7 @@ def test_neutral_levels_are_the_identity():
     img = _photo()
     assert np.array_equal(rb.gaussian_blur(img, 0), img)
     assert np.array_equal(rb.downscale(img, 1.0), img)
+    assert np.array_equal(rb.shift(img, 0), img)
     assert _mad(rb.jpeg(img, 100), img) < 1.5
     for kind in rb.PERTURBATIONS:
         out = rb.perturb(img, kind, rb.DEFAULT_LEVELS[kind][-1])
@@ -50,10 +51,20 @@ def test_blur_and_downscale_remove_high_frequencies():
     assert down == sorted(down, reverse=True) and down[-1] < 0.2 * down[0]
 
 
+def test_shift_moves_the_content_and_reflects_the_edge():
+    img = _photo()
+    out = rb.shift(img, 4)
+    assert np.array_equal(out[4:, 4:], img[:-4, :-4])  # content moved 4 px right and down, unchanged
+    assert np.array_equal(out[:4, 4:], img[4:0:-1, :-4])  # the uncovered top rows mirror the image's
+    assert np.array_equal(out[4:, :4], img[:-4, 4:0:-1])
+    assert not np.array_equal(rb.shift(img, 1), img)
+
+
 def test_bad_arguments():
     img = _photo()
     for call in (lambda: rb.jpeg(img, 0), lambda: rb.gaussian_blur(img, -1),
                  lambda: rb.downscale(img, 0), lambda: rb.downscale(img, 1.5),
+                 lambda: rb.shift(img, -1), lambda: rb.shift(img, 32),
                  lambda: rb.perturb(img, "noise", 1), lambda: rb.jpeg(img.astype(float), 90)):
         with pytest.raises(ValueError):
             call()
@@ -106,3 +117,33 @@ def test_clean_level_over_a_whole_folder_matches_evaluate(tiny_dataset, tmp_path
     assert clean["n_images"] == result["n_images"] == 12
     assert clean["accuracy"] == pytest.approx(result["accuracy"])
     assert clean["roc_auc"] == pytest.approx(result["roc_auc"], abs=1e-6)
+
+
+def test_command_line_sweeps_each_model_and_writes_csv_and_plot(tiny_dataset, tmp_path, capsys):
+    import keras
+
+    from tfdeepfake.models import build_model
+
+    keras.utils.set_random_seed(1)
+    runs = []
+    for name in ("a", "b"):
+        run = tmp_path / name
+        run.mkdir()
+        build_model("alexnet", 32).save(run / "model.keras")
+        runs.append(str(run))
+    data = tiny_dataset(4, size=40)
+    out = tmp_path / "out"
+    assert rb.main([*runs, "--data", str(data), "--levels", "shift=0,2", "blur=0,1", "--out", str(out)]) == 0
+    frame = pd.read_csv(out / "robustness.csv")
+    assert list(frame[["model", "perturbation", "level"]].itertuples(index=False, name=None)) == [
+        (m, k, lv) for m in ("a", "b") for k, lv in (("shift", 0.0), ("shift", 2.0), ("blur", 0.0), ("blur", 1.0))]
+    assert (frame["n_images"] == 8).all() and (out / "robustness.png").stat().st_size > 1000
+    printed = capsys.readouterr().out
+    assert "| a |" in printed and "shift 2" in printed and "8 images" in printed
+    for bad in (["--levels", "noise=1"], ["--levels", "shift="], ["--levels", "shift=a"]):
+        with pytest.raises(SystemExit) as exc:
+            rb.main([*runs, "--data", str(data), *bad])
+        assert exc.value.code == 2 and "--levels" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        rb.main([str(tmp_path / "missing"), "--data", str(data)])
+    assert exc.value.code == 2 and "missing" in capsys.readouterr().err

@@ -3,7 +3,7 @@
 Trains the chosen architectures (default: every registered one) with ``tfdeepfake.train``, builds the
 averaging ensemble of the best members (ranked by validation ROC AUC), evaluates every model and the
 ensemble on the test folder and on each ``--cross-data`` folder, runs the robustness sweep (JPEG quality,
-Gaussian blur, downscaling) and writes ``REPORT.md`` with PNG plots into ``--out``.
+Gaussian blur, downscaling, a shift of a few pixels) and writes ``REPORT.md`` with PNG plots into ``--out``.
 
 Nothing is chosen on test data: the members' epochs (early stopping), thresholds and the ensemble's members
 and threshold all come from the validation split of ``--data``. When ``--test-data`` is given the training

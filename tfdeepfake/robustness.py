@@ -1,4 +1,8 @@
-"""Robustness to common image degradations: JPEG re-compression, Gaussian blur and downscaling.
+"""Robustness to common image degradations (JPEG re-compression, Gaussian blur, downscaling) and to
+misalignment (the face shifted by a few pixels).
+
+``python -m tfdeepfake.robustness MODEL [MODEL ...] --data DIR [--levels shift=0,4,8] [--out DIR]``
+sweeps a folder and prints accuracy and ROC AUC per model and level (``--out``: CSV and plot).
 
 Each perturbation maps a uint8 RGB ``(h, w, 3)`` image to one of the same shape and dtype and is the
 identity (within JPEG rounding for quality 100) at its neutral level. :func:`robustness_sweep` applies
@@ -9,7 +13,9 @@ level; :func:`plot_robustness` draws the curves.
 
 from __future__ import annotations
 
+import argparse
 import io
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +24,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from tfdeepfake import DEFAULT_THRESHOLD
+from tfdeepfake import DEFAULT_THRESHOLD, cli
 from tfdeepfake import data as data_mod
 from tfdeepfake.metrics import binary_metrics
 from tfdeepfake.plots import plt  # pyplot with the Agg backend selected
@@ -27,14 +33,17 @@ from tfdeepfake.scoring import score_by_member
 
 Perturbation = Callable[[np.ndarray, float], np.ndarray]
 
-# The sweep of issue #6: JPEG quality 100 -> 30, blur sigma 0 -> 3, downscale factor 1 -> 0.25.
+# The sweep of issue #6: JPEG quality 100 -> 30, blur sigma 0 -> 3, downscale factor 1 -> 0.25; and
+# (issue #11) a diagonal shift of 0 -> 16 stored pixels (0 -> 4 px of a 64 px model's input on rvf10k).
 DEFAULT_LEVELS: dict[str, tuple[float, ...]] = {
     "jpeg": (100, 90, 70, 50, 30),
     "blur": (0.0, 0.5, 1.0, 2.0, 3.0),
     "downscale": (1.0, 0.75, 0.5, 0.25),
+    "shift": (0.0, 4.0, 8.0, 16.0),
 }
-IDENTITY = {("blur", 0.0), ("downscale", 1.0)}
-LABELS = {"jpeg": "JPEG quality", "blur": "Gaussian blur sigma (px)", "downscale": "downscale factor"}
+IDENTITY = {("blur", 0.0), ("downscale", 1.0), ("shift", 0.0)}
+LABELS = {"jpeg": "JPEG quality", "blur": "Gaussian blur sigma (px)", "downscale": "downscale factor",
+          "shift": "shift right and down (stored px)"}
 
 
 def _check(image: Any) -> np.ndarray:
@@ -88,11 +97,24 @@ def downscale(image: np.ndarray, factor: float) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-PERTURBATIONS: dict[str, Perturbation] = {"jpeg": jpeg, "blur": gaussian_blur, "downscale": downscale}
+def shift(image: np.ndarray, pixels: float) -> np.ndarray:
+    """Move the content ``pixels`` (rounded, 0 <= pixels < half the shorter side) right and down, the
+    uncovered top and left edges filled by reflection (as ``train --random-shift`` does); ``0`` returns
+    a copy. Nothing is resampled: it asks whether the detector depends on where the face sits."""
+    arr = _check(image)
+    k = int(round(pixels))
+    if not 0 <= k < min(arr.shape[:2]) / 2:
+        raise ValueError(f"shift must be in [0, {min(arr.shape[:2]) / 2:g}) pixels, got {pixels}")
+    h, w = arr.shape[:2]
+    return np.pad(arr, ((k, 0), (k, 0), (0, 0)), mode="reflect")[:h, :w].copy()
+
+
+PERTURBATIONS: dict[str, Perturbation] = {"jpeg": jpeg, "blur": gaussian_blur, "downscale": downscale,
+                                          "shift": shift}
 
 
 def perturb(image: np.ndarray, kind: str, level: float) -> np.ndarray:
-    """Apply the perturbation ``kind`` (``jpeg``, ``blur`` or ``downscale``) at ``level``."""
+    """Apply the perturbation ``kind`` (``jpeg``, ``blur``, ``downscale`` or ``shift``) at ``level``."""
     if kind not in PERTURBATIONS:
         raise ValueError(f"unknown perturbation {kind!r}; expected one of {sorted(PERTURBATIONS)}")
     return PERTURBATIONS[kind](image, level)
@@ -158,7 +180,7 @@ def robustness_sweep(
             raise ValueError(f"unknown perturbation {kind!r}; expected one of {sorted(PERTURBATIONS)}")
     images, labels = _images(index_or_folder, split, max_images, seed)
     rows = []
-    clean: np.ndarray | None = None  # blur 0 and downscale 1 are the identity: score once
+    clean: np.ndarray | None = None  # blur 0, downscale 1 and shift 0 are the identity: score once
     for kind, values in levels.items():
         for level in values:
             identity = (kind, float(level)) in IDENTITY
@@ -218,3 +240,68 @@ def markdown_table(frame: pd.DataFrame, metric: str = "accuracy") -> str:
             cells.append(f"{float(v.iloc[0]):.3f}" if len(v) else "")
         lines.append(f"| {model_name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------ command line
+def levels_entry(value: str) -> tuple[str, tuple[float, ...]]:
+    """``--levels`` entry ``KIND=L1,L2,...`` as ``(KIND, (L1, L2, ...))``."""
+    kind, sep, raw = value.partition("=")
+    try:
+        levels = tuple(float(x) for x in raw.split(",") if x.strip()) if sep else ()
+    except ValueError:
+        levels = ()
+    if kind not in PERTURBATIONS or not levels:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: expected KIND=L1,L2,... with KIND one of {sorted(PERTURBATIONS)} and numeric levels")
+    return kind, levels
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m tfdeepfake.robustness",
+        description="Accuracy and ROC AUC of one or more detectors on a real/fake folder whose images are "
+                    "JPEG re-compressed, blurred, downscaled or shifted, level by level.")
+    p.add_argument("models", nargs="+", metavar="MODEL", help="run folders or .keras files")
+    p.add_argument("--data", required=True, help="folder with real/ and fake/ (or a test split)")
+    p.add_argument("--levels", nargs="+", type=levels_entry, default=None, metavar="KIND=L1,L2,...",
+                   help="the perturbations and levels to sweep (default: "
+                        + "; ".join(f"{k}={','.join(f'{v:g}' for v in lv)}" for k, lv in DEFAULT_LEVELS.items())
+                        + ")")
+    p.add_argument("--max-images", type=cli.non_negative_int, default=0,
+                   help="a seeded, class-stratified sample of this many images (default 0: every image)")
+    p.add_argument("--seed", type=cli.non_negative_int, default=0, help="the sample's seed")
+    p.add_argument("--batch-size", type=cli.positive_int, default=32)
+    p.add_argument("--out", default=None, help="folder for robustness.csv and robustness.png")
+    return cli.add_debug_flag(p)
+
+
+def _main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    for model in args.models:
+        cli.input_path("MODEL", model)
+    cli.input_dir("--data", args.data)
+    out = cli.output_dir("--out", args.out)
+    names = [Path(m).name for m in args.models]
+    names = [n if names.count(n) == 1 else m for n, m in zip(names, args.models, strict=True)]  # same name: the path
+    frame = pd.concat([robustness_sweep(m, args.data, levels=dict(args.levels) if args.levels else None,
+                                        max_images=args.max_images or None, seed=args.seed,
+                                        batch_size=args.batch_size, name=n)
+                       for m, n in zip(args.models, names, strict=True)], ignore_index=True)
+    print(f"{args.data}: {int(frame['n_images'].iloc[0])} images; accuracy at {DEFAULT_THRESHOLD}:\n")
+    print(markdown_table(frame, "accuracy"))
+    print("ROC AUC:\n")
+    print(markdown_table(frame, "roc_auc"))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(out / "robustness.csv", index=False)
+        plot_robustness(frame, out / "robustness.png")
+        print(f"written: {out / 'robustness.csv'}, {out / 'robustness.png'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.run_cli(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
