@@ -58,13 +58,18 @@ def test_shift_moves_the_content_and_reflects_the_edge():
     assert np.array_equal(out[:4, 4:], img[4:0:-1, :-4])  # the uncovered top rows mirror the image's
     assert np.array_equal(out[4:, :4], img[:-4, 4:0:-1])
     assert not np.array_equal(rb.shift(img, 1), img)
+    # past the side the reflection repeats, so any level is defined on any image size: a shift by
+    # one whole mirror period (2 * (side - 1)) gives the image back; half a period flips it
+    tiny = img[:10, :10]
+    assert np.array_equal(rb.shift(tiny, 18), tiny)
+    assert np.array_equal(rb.shift(tiny, 9), tiny[::-1, ::-1])
 
 
 def test_bad_arguments():
     img = _photo()
     for call in (lambda: rb.jpeg(img, 0), lambda: rb.gaussian_blur(img, -1),
                  lambda: rb.downscale(img, 0), lambda: rb.downscale(img, 1.5),
-                 lambda: rb.shift(img, -1), lambda: rb.shift(img, 32),
+                 lambda: rb.shift(img, -1), lambda: rb.shift(img, float("nan")),
                  lambda: rb.perturb(img, "noise", 1), lambda: rb.jpeg(img.astype(float), 90)):
         with pytest.raises(ValueError):
             call()

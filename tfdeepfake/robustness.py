@@ -98,13 +98,14 @@ def downscale(image: np.ndarray, factor: float) -> np.ndarray:
 
 
 def shift(image: np.ndarray, pixels: float) -> np.ndarray:
-    """Move the content ``pixels`` (rounded, 0 <= pixels < half the shorter side) right and down, the
-    uncovered top and left edges filled by reflection (as ``train --random-shift`` does); ``0`` returns
-    a copy. Nothing is resampled: it asks whether the detector depends on where the face sits."""
+    """Move the content ``pixels`` (rounded, >= 0) right and down, the uncovered top and left edges
+    filled by reflection (as ``train --random-shift`` does; past the image's side the reflection
+    repeats, so every level is defined for every image size); ``0`` returns a copy. Nothing is
+    resampled: it asks whether the detector depends on where the face sits."""
     arr = _check(image)
+    if not (np.isfinite(pixels) and pixels >= 0):
+        raise ValueError(f"shift must be a finite number of pixels >= 0, got {pixels}")
     k = int(round(pixels))
-    if not 0 <= k < min(arr.shape[:2]) / 2:
-        raise ValueError(f"shift must be in [0, {min(arr.shape[:2]) / 2:g}) pixels, got {pixels}")
     h, w = arr.shape[:2]
     return np.pad(arr, ((k, 0), (k, 0), (0, 0)), mode="reflect")[:h, :w].copy()
 
