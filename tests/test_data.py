@@ -617,3 +617,30 @@ def test_random_shift_moves_whole_pixels_and_leaves_other_draws_alone():
     a = tf.random.experimental.stateless_split(seed, num=6).numpy()
     b = tf.random.experimental.stateless_split(seed, num=7).numpy()
     np.testing.assert_array_equal(a, b[:6])
+
+
+def test_replica_batches_leave_no_replica_an_empty_batch(tiny_dataset):
+    # the sizes: every item once, a whole number of rounds, no empty batch, at most one over the batch
+    for n in range(2, 60):
+        for batch in (1, 2, 4, 16):
+            for replicas in (2, 3, 4):
+                if n < replicas:
+                    continue
+                sizes = data.replica_batch_sizes(n, batch, replicas)
+                assert sum(sizes) == n and len(sizes) % replicas == 0, (n, batch, replicas, sizes)
+                assert min(sizes) >= 1 and max(sizes) <= batch + 1 and max(sizes) - min(sizes) <= 1
+    assert data.replica_batch_sizes(12, 4, 2) == [3, 3, 3, 3]  # plain batch: 4, 4, 4 (one empty)
+    assert data.replica_batch_sizes(9, 4, 1) == [4, 4, 1]
+    with pytest.raises(data.DataError, match="1 image"):
+        data.replica_batch_sizes(1, 4, 2)
+    # the pipeline: a training epoch (iterated once, shuffled) cut that way still holds every image once
+    root = tiny_dataset(5)
+    index = data.index_folder(root, val_fraction=0, test_fraction=0)
+    rows = index.rows("train")
+    ds = data.make_dataset(rows["path"], rows["label"], image_size=SIZE, batch_size=4, training=True,
+                           seed=0, replicas=3)
+    batches = [(x.numpy(), y.numpy()) for x, y in ds]
+    assert [len(y) for _, y in batches] == data.replica_batch_sizes(len(rows), 4, 3)
+    x = np.concatenate([b[0] for b in batches])
+    expected = np.stack([data.load_image(p, SIZE) for p in rows["path"]]).astype(np.float32)
+    assert sorted(map(bytes, x)) == sorted(map(bytes, expected))  # a permutation of the images

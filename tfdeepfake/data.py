@@ -712,6 +712,7 @@ def make_dataset(
     cache: bool | str = True,
     epoch: Any = None,
     shard: tuple[int, int] | None = None,
+    replicas: int = 1,
 ) -> Any:
     """tf.data pipeline yielding ``(images float32 (b, s, s, 3) in 0-255, labels float32 (b, 1))``.
 
@@ -719,7 +720,7 @@ def make_dataset(
     workers reads and decodes only its equal share] -> read + decode + bilinear resize (parallel, order
     kept) -> uint8 -> ``cache`` (True: memory, a str: that tf.data cache file prefix, False: none; see
     :func:`resolve_cache`) -> [training: seeded shuffle (:func:`shuffle_buffer`) -> ``augment`` per
-    image] -> batch -> float32 -> prefetch. Val/test (``training=False``) are never shuffled or
+    image] -> batch (``replicas`` > 1: :func:`replica_batches`) -> float32 -> prefetch. Val/test (``training=False``) are never shuffled or
     augmented. A file that fails to decode despite validation is dropped with a warning
     (``ignore_errors``), never crashing the epoch.
 
@@ -743,6 +744,8 @@ def make_dataset(
         raise ValueError(f"make_dataset: image_size must be >= {_MIN_IMAGE_SIZE}, got {image_size}")
     if int(batch_size) < 1:
         raise ValueError(f"make_dataset: batch_size must be >= 1, got {batch_size}")
+    n_items = len(paths) // shard[0] if shard is not None and shard[0] > 1 else len(paths)
+    sizes = replica_batch_sizes(n_items, int(batch_size), int(replicas)) if replicas > 1 else None
     size = int(image_size)
     autotune = tf.data.AUTOTUNE
 
@@ -778,10 +781,51 @@ def make_dataset(
             cfg = augment
             ds = ds.map(lambda item, s: (augment_image(item[0], s, cfg), item[1]),
                         num_parallel_calls=autotune, deterministic=True)
-    ds = ds.batch(int(batch_size))
+    ds = ds.batch(int(batch_size)) if sizes is None else replica_batches(ds, sizes)
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=autotune)
     ds = ds.ignore_errors(log_warning=True)  # last safety net
     return ds.prefetch(autotune)
+
+
+def replica_batch_sizes(n_items: int, batch_size: int, replicas: int) -> list[int]:
+    """Batch sizes for ``n_items`` read by one pipeline that feeds ``replicas`` replicas in turn, at
+    most ``batch_size + 1`` each: a multiple of ``replicas`` batches, none empty, sizes within one of
+    each other (``[4, 4, 1]`` for 9 items, batch 4, one replica; ``[3, 3, 3, 3]`` for 12 items, batch 4,
+    two replicas; ``[5, 4]`` for 9). Plain ``batch`` would leave a replica an empty last batch, and TensorFlow's oneDNN
+    convolution returns a wrong shape for an empty batch (seen on AVX-512 CPUs), which fails the step.
+    A final round of fewer than ``replicas`` items is merged into the one before it."""
+    if replicas < 1 or batch_size < 1:
+        raise ValueError(f"replica_batch_sizes: batch_size and replicas must be >= 1, got {batch_size}, "
+                         f"{replicas}")
+    if n_items < replicas:
+        raise DataError(f"{n_items} image(s) for {replicas} replicas: every replica needs at least one "
+                        f"(use fewer replicas or more images)")
+    if replicas == 1:
+        full, rest = divmod(n_items, batch_size)
+        return [batch_size] * full + ([rest] if rest else [])
+    per_round = replicas * batch_size
+    rounds = -(-n_items // per_round) if n_items % per_round >= replicas else max(1, n_items // per_round)
+    count = rounds * replicas
+    small, extra = divmod(n_items, count)
+    return [small + 1] * extra + [small] * (count - extra)
+
+
+def replica_batches(ds: Any, sizes: Sequence[int]) -> Any:
+    """``ds`` (unbatched, in order) cut into consecutive batches of ``sizes`` (:func:`replica_batch_sizes`),
+    in one pass (a training epoch is iterated once). Sizes take two values at most, the larger first."""
+    import tensorflow as tf
+
+    large, small = int(sizes[0]), int(sizes[-1])
+    n_large = sum(1 for s in sizes if s == large) if large != small else len(sizes)
+    boundary = n_large * large  # items before the first small batch
+
+    def key(position: Any, _: Any) -> Any:
+        return tf.where(position < boundary, position // large, n_large + (position - boundary) // small)
+
+    return ds.enumerate().group_by_window(
+        key_func=key, reduce_func=lambda _, window: window.map(lambda p, item: item).batch(large),
+        window_size_func=lambda k: tf.where(k < n_large, tf.constant(large, tf.int64),
+                                            tf.constant(small, tf.int64)))
 
 
 def dataset_for(
@@ -796,6 +840,7 @@ def dataset_for(
     cache: bool | str = True,
     epoch: Any = None,
     shard: tuple[int, int] | None = None,
+    replicas: int = 1,
 ) -> Any:
     """:func:`make_dataset` over one split of ``index`` (``seed`` defaults to the index's seed)."""
     rows = index.rows(split)
@@ -806,7 +851,7 @@ def dataset_for(
         rows["path"].tolist(), rows["label"].tolist(), image_size=image_size,
         batch_size=batch_size, training=training, augment=augment,
         seed=index.seed if seed is None else seed, cache=cache, epoch=epoch,
-        shard=shard,
+        shard=shard, replicas=replicas,
     )
 
 

@@ -216,14 +216,17 @@ def prepare_replicas(model: Any, image_size: int) -> None:
 
 
 def distributed_datasets(strategy: Any, make: Any) -> Any:
-    """``make(per_replica_batch, shard)`` -> dataset, distributed with the file list sharded per input
-    pipeline before decoding (``ctx.input_pipeline_id``) and the per-replica batch size taken from the
-    input context (``per_replica_batch(global_batch)``). Under the default strategy: ``make``'s dataset
-    as it is."""
+    """``make(per_replica_batch, shard, replicas)`` -> dataset, distributed with the file list sharded
+    per input pipeline before decoding (``ctx.input_pipeline_id``), the per-replica batch size taken
+    from the input context (``per_replica_batch(global_batch)``) and ``replicas`` the number of
+    replicas the pipeline feeds in turn (so its batches can be cut to leave none of them an empty
+    batch, :func:`tfdeepfake.data.replica_batch_sizes`). Under the default strategy: ``make``'s
+    dataset as it is."""
     if strategy.num_replicas_in_sync == 1 and _STRATEGY.get("default") is strategy:
-        return make(lambda global_batch: global_batch, None)
+        return make(lambda global_batch: global_batch, None, 1)
 
     def dataset_fn(ctx: Any) -> Any:
-        return make(ctx.get_per_replica_batch_size, (ctx.num_input_pipelines, ctx.input_pipeline_id))
+        local = max(1, ctx.num_replicas_in_sync // ctx.num_input_pipelines)
+        return make(ctx.get_per_replica_batch_size, (ctx.num_input_pipelines, ctx.input_pipeline_id), local)
 
     return strategy.distribute_datasets_from_function(dataset_fn)

@@ -536,10 +536,11 @@ def split_dataset(index: Any, split: str, strategy: Any, caches: data_mod.CacheP
     ``cache_label``, default the split); ``kwargs`` go to :func:`tfdeepfake.data.dataset_for`."""
     from tfdeepfake.distribute import distributed_datasets
 
-    def make(per_replica_batch: Callable[[int], int], shard: tuple[int, int] | None) -> Any:
+    def make(per_replica_batch: Callable[[int], int], shard: tuple[int, int] | None, replicas: int) -> Any:
         cache = caches.choose(cache_label or split, index.rows(split)["path"].tolist(), image_size, shard, log)
         return data_mod.dataset_for(index, split, image_size=image_size, seed=seed, cache=cache,
-                                    batch_size=per_replica_batch(batch_size), shard=shard, **kwargs)
+                                    batch_size=per_replica_batch(batch_size), shard=shard,
+                                    replicas=replicas, **kwargs)
 
     return distributed_datasets(strategy, make)
 
@@ -694,7 +695,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-shift", dest="augment_shift", type=float, default=d.augment_shift,
                    metavar="FRACTION",
                    help="random translation by up to this fraction of the image's side, in whole pixels "
-                        "with reflected edges, nothing resampled (default 0: off), e.g. 0.0625 = 4 px at 64 px")
+                        "with reflected edges, nothing resampled (default 0: off), e.g. 0.0625 = 4 px at 64 px; "
+                        "on rvf10k it makes a model robust to misaligned faces but cost resnet18 at 64 px "
+                        "validation AUC 0.930 -> 0.887 over 10 epochs, see STUDY.md")
     p.add_argument("--no-augment", action="store_true", help="switch all augmentation off")
     p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                    help="an option the model's builder declares (repeatable; VALUE read as JSON, else "
