@@ -214,3 +214,25 @@ def test_epochs_0_adds_tta_flip_to_a_trained_run_without_training(tiny_dataset, 
             train.main(argv)
         assert exc.value.code == 2 and expected_error in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_compiled_run_with_a_schedule_loads_with_plain_keras(tmp_path):
+    """A run's ``model.keras`` keeps its compiled optimizer, whose learning rate is our WarmupSchedule:
+    ``import tfdeepfake.models`` alone must register it, so ``keras.saving.load_model`` (compile=True,
+    safe_mode) works in a fresh process, as in a user's notebook."""
+    import subprocess
+    import sys
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    config = TrainConfig(optimizer="adam", lr=1e-3, lr_schedule="cosine", warmup_epochs=1, epochs=3,
+                         out=str(tmp_path))
+    train.compile_model(model, config, steps_per_epoch=5)
+    assert isinstance(model.optimizer._learning_rate, WarmupSchedule)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    code = ("import keras, tfdeepfake.models\n"
+            f"m = keras.saving.load_model({str(path)!r}, safe_mode=True)\n"
+            "print(type(m.optimizer._learning_rate).__name__)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == "WarmupSchedule"

@@ -20,6 +20,7 @@ from typing import Any
 import keras
 
 import tfdeepfake.optim  # noqa: F401  (registers MomentumSGD, so a compiled .keras of ours loads)
+import tfdeepfake.recipe  # noqa: F401  (registers WarmupSchedule, the learning rate of a compiled run)
 from tfdeepfake.models.common import input_options
 from tfdeepfake.models.fusion import (
     FuseLogits,
