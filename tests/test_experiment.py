@@ -23,7 +23,8 @@ def finished(tmp_path_factory):
     rc = experiment.main(["--data", str(root / "train"), "--test-data", str(root / "test"),
                           "--cross-data", str(root / "other"), "--models", "alexnet", "alexnet_rnn",
                           "--image-size", "32", "--epochs", "1", "--model-epochs", "alexnet_rnn=2",
-                          "--model-image-size", "alexnet_rnn=40", "--batch-size", "8",
+                          "--model-image-size", "alexnet_rnn=40", "--model-input", "alexnet_rnn=rgb+wavelet",
+                          "--batch-size", "8",
                           "--robustness-images", "6", "--cache", "none", "--out", str(out)])
     assert rc == 0
     return root, out
@@ -138,6 +139,31 @@ def test_model_epochs_override_epochs_for_one_model(finished):
     assert json.loads((out / "runs" / "alexnet_rnn" / "metrics.json").read_text())["epochs_run"] == 2
 
 
+def test_model_input_reaches_only_its_model_and_the_ensemble_takes_raw_images(finished):
+    from tfdeepfake.runs import load_model
+
+    root, out = finished
+    inputs = {name: json.loads((out / "runs" / name / "config.json").read_text())["input"]
+              for name in ("alexnet", "alexnet_rnn")}
+    assert inputs == {"alexnet": "rgb", "alexnet_rnn": "rgb+wavelet"}
+    text = (out / "REPORT.md").read_text()
+    assert "alexnet_rnn input rgb+wavelet" in text and "input rgb (but see the models line)" in text
+    assert json.loads((out / "experiment.json").read_text())["model_input"] == {"alexnet_rnn": "rgb+wavelet"}
+    # each member applies its own input inside its model: one Haar layer in the ensemble, the input stays RGB
+    ensemble = load_model(out / "runs" / "ensemble-experiment" / "model.keras")
+    haar = [layer for layer in ensemble._flatten_layers() if type(layer).__name__ == "HaarWavelet"]
+    assert len(haar) == 1 and ensemble.input_shape[-1] == 3
+
+
+@pytest.mark.parametrize("entry", ["alexnet", "lenet=rgb", "alexnet=rgb+dct", "alexnet=3"])
+def test_bad_model_input_exits_2(tmp_path, capsys, entry):
+    with pytest.raises(SystemExit) as exc:
+        experiment.main(["--model-input", entry, "--out", str(tmp_path / "o")])
+    assert exc.value.code == 2
+    assert "MODEL=INPUT" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("entry", ["resnet18", "lenet=3", "resnet18=0", "vit=x"])
 def test_bad_model_epochs_exit_2(tmp_path, capsys, entry):
     with pytest.raises(SystemExit) as exc:
@@ -146,10 +172,11 @@ def test_bad_model_epochs_exit_2(tmp_path, capsys, entry):
     assert "--model-epochs" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flag", ["--model-epochs", "--model-image-size"])
-def test_per_model_values_for_an_untrained_model_are_refused(tmp_path, capsys, flag):
+@pytest.mark.parametrize("flag, entry", [("--model-epochs", "vit=48"), ("--model-image-size", "vit=48"),
+                                         ("--model-input", "vit=rgb+highpass")])
+def test_per_model_values_for_an_untrained_model_are_refused(tmp_path, capsys, flag, entry):
     with pytest.raises(SystemExit) as exc:
-        experiment.main(["--models", "alexnet", flag, "vit=48", "--out", str(tmp_path / "o")])
+        experiment.main(["--models", "alexnet", flag, entry, "--out", str(tmp_path / "o")])
     assert exc.value.code == 2
     assert "vit" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

@@ -39,6 +39,7 @@ from tfdeepfake.ensemble import create_ensemble
 from tfdeepfake.evaluate import evaluate_index
 from tfdeepfake.models import MODEL_NAMES
 from tfdeepfake.models.registry import parse_option
+from tfdeepfake.models.representations import REPRESENTATIONS
 from tfdeepfake.report import ENSEMBLE, experiment_report
 from tfdeepfake.robustness import plot_robustness, robustness_sweep
 from tfdeepfake.runs import (
@@ -83,6 +84,7 @@ class ExperimentConfig:
     model_epochs: dict[str, int] = field(default_factory=dict)  # per-model maximum, over ``epochs``
     model_image_size: dict[str, int] = field(default_factory=dict)  # per-model size, over ``image_size``
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-model builder options
+    model_input: dict[str, str] = field(default_factory=dict)  # per-model input representation
     budget_minutes: float | None = None
     batch_size: int = 32
     ensemble_size: int = 3
@@ -98,7 +100,7 @@ class ExperimentConfig:
         if unknown:
             raise ValueError(f"unknown model(s) {unknown}; expected some of {list(MODEL_NAMES)}")
         for what, per_model in (("model_epochs", self.model_epochs), ("model_image_size", self.model_image_size),
-                                ("model_options", self.model_options)):
+                                ("model_options", self.model_options), ("model_input", self.model_input)):
             unplanned = sorted(set(per_model) - set(names))
             if unplanned:
                 raise ValueError(f"{what} names {unplanned}, which this experiment does not train ({names})")
@@ -130,6 +132,8 @@ def base_train_config(cfg: ExperimentConfig, model: str) -> Any:
         base["epochs"] = epochs
     if cfg.model_options.get(model):  # over the options --config gives this model
         base["model_options"] = {**base.get("model_options", {}), **cfg.model_options[model]}
+    if model in cfg.model_input:  # over the input --config gives every member
+        base["input"] = cfg.model_input[model]
     base.update(cfg.train_options)
     return TrainConfig.from_dict(base)
 
@@ -320,7 +324,8 @@ def write_report(cfg: ExperimentConfig, runs: Mapping[str, Path], members: Seque
     out.mkdir(parents=True, exist_ok=True)
     info = model_info(runs, ensemble_dir, members)
     files = write_plots(out, runs, results, robust)
-    first_run = next(iter(runs.values()))
+    # the recipe line's settings: those of a member without its own --model-input, where there is one
+    first_run = next((run for name, run in runs.items() if name not in cfg.model_input), next(iter(runs.values())))
     train_cfg = json.loads((Path(first_run) / CONFIG_FILE).read_text())
     path = out / REPORT_FILE
     path.write_text(experiment_report(cfg, runs, members, ensemble_dir, sets, results, robust, info,
@@ -384,6 +389,15 @@ def model_epochs_entry(value: str) -> tuple[str, int]:
     return name, cli.positive_int(count)
 
 
+def model_input_entry(value: str) -> tuple[str, str]:
+    """``--model-input`` entry ``MODEL=REPRESENTATION`` as ``(MODEL, REPRESENTATION)``."""
+    name, sep, rep = value.partition("=")
+    if not sep or name not in MODEL_NAMES or rep not in REPRESENTATIONS:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected MODEL=INPUT with MODEL one of {list(MODEL_NAMES)} "
+                                         f"and INPUT one of {list(REPRESENTATIONS)}")
+    return name, rep
+
+
 def model_option_entry(value: str) -> tuple[str, tuple[str, Any]]:
     """``--model-option`` entry ``MODEL:KEY=VALUE`` as ``(MODEL, (KEY, VALUE))`` (VALUE read as in
     ``train --model-option``)."""
@@ -423,6 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
                    default=[], metavar="MODEL:KEY=VALUE",
                    help="a builder option of one model, over --config's (repeatable), e.g. "
                         "resnet18:stem_pool=false; checked against the options the model declares")
+    p.add_argument("--model-input", nargs="+", type=model_input_entry, default=[], metavar="MODEL=INPUT",
+                   help="input representation of one model, over --config's (e.g. alexnet_rnn=rgb+wavelet); "
+                        "each member applies its own inside the model, so the ensemble still takes raw images")
     p.add_argument("--budget-minutes", type=cli.positive_float, default=None,
                    help="training time for all models together (split equally; each run stops within its share)")
     p.add_argument("--batch-size", type=cli.positive_int, default=d.batch_size)
@@ -477,7 +494,7 @@ def _main(argv: list[str]) -> int:
         data=args.data, test_data=args.test_data, cross_data=args.cross_data, models=args.models or [],
         image_size=args.image_size, epochs=args.epochs, model_epochs=dict(args.model_epochs),
         model_image_size=dict(args.model_image_size),
-        model_options=per_model_options(args.model_options),
+        model_options=per_model_options(args.model_options), model_input=dict(args.model_input),
         budget_minutes=args.budget_minutes,
         batch_size=args.batch_size, ensemble_size=args.ensemble_size,
         robustness_images=args.robustness_images,
