@@ -39,7 +39,7 @@ from tfdeepfake.ensemble import create_ensemble
 from tfdeepfake.evaluate import evaluate_index
 from tfdeepfake.models import MODEL_NAMES
 from tfdeepfake.models.registry import parse_option
-from tfdeepfake.models.representations import REPRESENTATIONS
+from tfdeepfake.models.representations import check_representation
 from tfdeepfake.report import ENSEMBLE, experiment_report
 from tfdeepfake.robustness import plot_robustness, robustness_sweep
 from tfdeepfake.runs import (
@@ -380,22 +380,25 @@ def per_model_options(entries: Sequence[tuple[str, tuple[str, Any]]]) -> dict[st
     return options
 
 
+def _model_entry(value: str, form: str, convert: Any) -> tuple[str, Any]:
+    """A per-model entry ``MODEL=VALUE`` as ``(MODEL, convert(VALUE))``; ``form`` names it in errors."""
+    name, sep, rest = value.partition("=")
+    if not sep or name not in MODEL_NAMES:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected {form} with MODEL one of {list(MODEL_NAMES)}")
+    try:
+        return name, convert(rest)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected {form}: {exc}") from exc
+
+
 def model_epochs_entry(value: str) -> tuple[str, int]:
     """``--model-epochs`` (or ``--model-image-size``) entry ``MODEL=N`` as ``(MODEL, N)``."""
-    name, sep, count = value.partition("=")
-    if not sep or name not in MODEL_NAMES:
-        raise argparse.ArgumentTypeError(
-            f"{value!r}: expected MODEL=N with MODEL one of {list(MODEL_NAMES)}")
-    return name, cli.positive_int(count)
+    return _model_entry(value, "MODEL=N", cli.positive_int)
 
 
 def model_input_entry(value: str) -> tuple[str, str]:
-    """``--model-input`` entry ``MODEL=REPRESENTATION`` as ``(MODEL, REPRESENTATION)``."""
-    name, sep, rep = value.partition("=")
-    if not sep or name not in MODEL_NAMES or rep not in REPRESENTATIONS:
-        raise argparse.ArgumentTypeError(f"{value!r}: expected MODEL=INPUT with MODEL one of {list(MODEL_NAMES)} "
-                                         f"and INPUT one of {list(REPRESENTATIONS)}")
-    return name, rep
+    """``--model-input`` entry ``MODEL=INPUT`` as ``(MODEL, INPUT)``, INPUT one of the representations."""
+    return _model_entry(value, "MODEL=INPUT", check_representation)
 
 
 def model_option_entry(value: str) -> tuple[str, tuple[str, Any]]:

@@ -183,7 +183,7 @@ def models_setup(cfg: Any, names: Iterable[str]) -> str:
             + "".join(f" ({m}: {n} px)" for m, n in sorted(cfg.model_image_size.items()))
             + "".join(f"; {m} options " + ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(o.items()))
                       for m, o in sorted(cfg.model_options.items()) if o)
-            + "".join(f"; {m} input {r}" for m, r in sorted(getattr(cfg, "model_input", {}).items())))
+            + "".join(f"; {m} input {r}" for m, r in sorted(cfg.model_input.items())))
 
 
 def experiment_report(cfg: Any, runs: Mapping[str, Path], members: Sequence[str],
@@ -220,7 +220,7 @@ def experiment_report(cfg: Any, runs: Mapping[str, Path], members: Sequence[str]
         f"early-stopping patience {t.patience}"
         + (f"; training budget {cfg.budget_minutes} min in all" if cfg.budget_minutes else ""),
         f"- recipe: learning-rate schedule {t.lr_schedule}, label smoothing {t.label_smoothing}, EMA {t.ema}, "
-        f"input {t.input}{' (but see the models line)' if getattr(cfg, 'model_input', None) else ''}, "
+        f"input {t.input}{' (but see the models line)' if cfg.model_input else ''}, "
         f"test-time flip averaging {t.tta_flip}",
         f"- ensemble: probability average of the {len(members)} best member(s) by validation ROC AUC: "
         f"{', '.join(members)}" if ensemble_dir else "- no ensemble",
