@@ -23,6 +23,8 @@ def _recipe(config: dict) -> str:
     parts = [config.get("lr_schedule") or "constant"]
     if config.get("label_smoothing"):
         parts.append(f"ls {config['label_smoothing']:g}")
+    if config.get("mixup"):
+        parts.append(f"mixup {config['mixup']:g}")
     if config.get("ema"):
         parts.append(f"ema {config['ema']:g}")
     if config.get("tta_flip"):

@@ -644,3 +644,48 @@ def test_replica_batches_leave_no_replica_an_empty_batch(tiny_dataset):
     x = np.concatenate([b[0] for b in batches])
     expected = np.stack([data.load_image(p, SIZE) for p in rows["path"]]).astype(np.float32)
     assert sorted(map(bytes, x)) == sorted(map(bytes, expected))  # a permutation of the images
+
+
+def test_mixup_blends_each_batch_with_its_reverse_and_keeps_every_other_draw(tiny_dataset):
+    import tensorflow as tf
+
+    root = tiny_dataset(6)
+    index = data.index_folder(root, val_fraction=0, test_fraction=0)
+    rows = index.rows("train")
+    flip_only = {"jpeg": False, "blur": False}  # the flip is drawn per image, from the same seeds either way
+
+    def batches(**augment: float) -> list[tuple[np.ndarray, np.ndarray]]:
+        ds = data.make_dataset(rows["path"], rows["label"], image_size=SIZE, batch_size=5, training=True,
+                               seed=3, augment=AugmentConfig(**flip_only, **augment))
+        return [(x.numpy(), y.numpy()) for x, y in ds]
+
+    plain, mixed = batches(), batches(mixup=0.4)
+    assert [len(y) for _, y in plain] == [len(y) for _, y in mixed]
+    weights = []
+    for (x, y), (xm, ym) in zip(plain, mixed, strict=True):
+        assert ((ym >= 0) & (ym <= 1)).all() and set(np.unique(y)) <= {0.0, 1.0}
+        # the weight of each blend, from the labels where the partner's class differs, else from the pixels
+        xr, yr = x[::-1], y[::-1]
+        for i in range(len(y)):
+            if y[i, 0] != yr[i, 0]:
+                w = (ym[i, 0] - yr[i, 0]) / (y[i, 0] - yr[i, 0])
+            else:
+                assert ym[i, 0] == y[i, 0]
+                d = (x[i] - xr[i]).ravel()
+                w = 1.0 if not d.any() else float(d @ (xm[i] - xr[i]).ravel() / (d @ d))
+            np.testing.assert_allclose(xm[i], w * x[i] + (1 - w) * xr[i], atol=1e-3)
+            weights.append(w)
+    weights = np.array(weights)
+    assert ((weights >= 0) & (weights <= 1)).all()
+    # Beta(0.4, 0.4) is U-shaped: blends near either end and some in between, not one fixed weight
+    assert (weights < 0.2).any() and (weights > 0.8).any() and len(np.unique(weights.round(3))) > 5
+    assert batches(mixup=0.4)[0][0].tobytes() == mixed[0][0].tobytes()  # seeded: the same epoch again
+    seed = tf.constant([5, 6], tf.int64)
+    a, b = data.mixup_weight(seed, 0.4).numpy(), data.mixup_weight(seed, 0.4).numpy()
+    assert a.shape == (1,) and a == b
+    with pytest.raises(ValueError, match="mixup"):
+        data.mixup_weight(seed, 0.0)
+    # validation / test pipelines are never blended
+    ds = data.make_dataset(rows["path"], rows["label"], image_size=SIZE, batch_size=5,
+                           augment=AugmentConfig(mixup=0.4))
+    assert set(np.concatenate([y.numpy() for _, y in ds]).ravel()) <= {0.0, 1.0}

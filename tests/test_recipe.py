@@ -14,7 +14,15 @@ import pytest
 
 from tfdeepfake import train
 from tfdeepfake.config import TrainConfig
-from tfdeepfake.recipe import ONECYCLE_DIV, ONECYCLE_DIV_FINAL, WarmupSchedule, learning_rate
+from tfdeepfake.recipe import (
+    ONECYCLE_DIV,
+    ONECYCLE_DIV_FINAL,
+    DominantLabelAccuracy,
+    DominantLabelAUC,
+    WarmupSchedule,
+    learning_rate,
+    training_metrics,
+)
 
 
 def _lr(schedule, step: int) -> float:
@@ -61,7 +69,8 @@ def test_optimizer_and_loss_follow_the_config():
     assert model.loss.label_smoothing == pytest.approx(0.1)
     for bad, field in ((dict(input="hsv"), "input"), (dict(lr_schedule="step"), "lr_schedule"),
                        (dict(warmup_epochs=5, epochs=5), "warmup_epochs"),
-                       (dict(label_smoothing=1.0), "label_smoothing"), (dict(ema=1.0), "ema")):
+                       (dict(label_smoothing=1.0), "label_smoothing"), (dict(ema=1.0), "ema"),
+                       (dict(mixup=-0.2), "mixup")):
         with pytest.raises(ValueError, match=f"'{field}'"):
             TrainConfig(**bad).validate()
 
@@ -217,17 +226,20 @@ def test_epochs_0_adds_tta_flip_to_a_trained_run_without_training(tiny_dataset, 
 
 
 def test_compiled_run_with_a_schedule_loads_with_plain_keras(tmp_path):
-    """A run's ``model.keras`` keeps its compiled optimizer, whose learning rate is our WarmupSchedule:
-    ``import tfdeepfake.models`` alone must register it, so ``keras.saving.load_model`` (compile=True,
-    safe_mode) works in a fresh process, as in a user's notebook."""
+    """A run's ``model.keras`` keeps its compiled optimizer, whose learning rate is our WarmupSchedule,
+    and (with mixup) our dominant-label metrics: ``import tfdeepfake.models`` alone must register them, so
+    ``keras.saving.load_model`` (compile=True, safe_mode) works in a fresh process, as in a user's
+    notebook."""
     import subprocess
     import sys
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
     config = TrainConfig(optimizer="adam", lr=1e-3, lr_schedule="cosine", warmup_epochs=1, epochs=3,
-                         out=str(tmp_path))
+                         mixup=0.2, out=str(tmp_path))
     train.compile_model(model, config, steps_per_epoch=5)
     assert isinstance(model.optimizer._learning_rate, WarmupSchedule)
+    assert [type(m).__name__ for m in model._compile_metrics._user_metrics] == ["DominantLabelAccuracy",
+                                                                               "DominantLabelAUC"]
     path = tmp_path / "m.keras"
     model.save(path)
     code = ("import keras, tfdeepfake.models\n"
@@ -236,3 +248,44 @@ def test_compiled_run_with_a_schedule_loads_with_plain_keras(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-1] == "WarmupSchedule"
+
+
+# -------------------------------------------------------------------------------------------- mixup
+def test_mixup_metrics_read_the_dominant_label():
+    y = np.array([[0.7], [0.2], [1.0], [0.0]], "f4")  # two blends, two plain images
+    logits = np.array([[2.0], [1.0], [-0.5], [-3.0]], "f4")  # right, wrong, wrong, right
+    accuracy, auc = training_metrics(0.2)
+    assert isinstance(accuracy, DominantLabelAccuracy) and isinstance(auc, DominantLabelAUC)
+    accuracy.update_state(y, logits)
+    assert float(accuracy.result()) == pytest.approx(0.5)
+    plain_accuracy, plain_auc = training_metrics(0.0)
+    assert type(plain_accuracy) is keras.metrics.BinaryAccuracy and type(plain_auc) is keras.metrics.AUC
+    plain_accuracy.update_state(y, logits)
+    assert float(plain_accuracy.result()) == pytest.approx(0.25)  # the blends count as wrong too
+    auc.update_state(y, logits)  # dominant labels 1, 0, 1, 0: positives 2.0 and -0.5, negatives 1.0 and -3.0
+    assert float(auc.result()) == pytest.approx(0.75, abs=0.01)
+    plain_auc.update_state(y, logits)  # counts the 0.2 blend as a positive: 1.0
+    assert float(plain_auc.result()) > 0.9
+    hard = np.array([[1.0], [0.0], [1.0], [0.0]], "f4")  # on hard labels: the plain metrics' figures
+    for ours, theirs in zip(training_metrics(0.2), training_metrics(0.0), strict=True):
+        ours.update_state(hard, logits)
+        theirs.update_state(hard, logits)
+        assert float(ours.result()) == pytest.approx(float(theirs.result()))
+    again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(accuracy))
+    assert type(again) is DominantLabelAccuracy and again.threshold == 0.0
+
+
+def test_mixup_flag_trains_is_recorded_and_switched_off_by_no_augment(tiny_dataset, tmp_path):
+    assert train.parse_config(["--model", "alexnet"]).mixup == 0  # off by default
+    config = train.parse_config(["--model", "alexnet", "--mixup", "0.3"])
+    assert config.mixup == 0.3 and train.augment_config(config).mixup == 0.3
+    off = train.parse_config(["--model", "alexnet", "--mixup", "0.3", "--no-augment"])
+    assert off.mixup == 0 and not train.augment_config(off).active
+    run = tmp_path / "run"
+    data = tiny_dataset(8, size=32)
+    assert train.main(["--model", "alexnet", "--data", str(data), "--image-size", "32", "--epochs", "2",
+                       "--batch-size", "8", "--optimizer", "adam", "--no-flip", "--no-jpeg", "--no-blur",
+                       "--mixup", "0.3", "--out", str(run)]) == 0
+    assert json.loads((run / "config.json").read_text())["mixup"] == 0.3
+    history = train.read_history(run / train.HISTORY_FILE)
+    assert len(history["accuracy"]) == 2 and all(0 <= a <= 1 for a in history["accuracy"])

@@ -77,6 +77,7 @@ class TrainConfig:
     lr_schedule: str = "constant"
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
+    mixup: float = 0.0  # mixup's Beta(alpha, alpha); 0 = off (tfdeepfake.data.mix_batch)
     ema: float = 0.0  # EMA momentum of the weights; 0 = off
     tta_flip: bool = False
     init_from: str | None = None  # a run folder or .keras file whose weights start this run
@@ -134,6 +135,7 @@ class TrainConfig:
         number(field_("warmup_epochs"), self.warmup_epochs, low=0, high=self.resolved_epochs or None,
                high_open=True)  # no bound without training (epochs 0)
         number(field_("label_smoothing"), self.label_smoothing, low=0, high=1, high_open=True)
+        number(field_("mixup"), self.mixup, low=0)
         number(field_("ema"), self.ema, low=0, high=1, high_open=True)
         number(field_("augment_shift"), self.augment_shift, low=0, high=0.5, high_open=True)
         choice(field_("strategy"), self.strategy, STRATEGIES)

@@ -54,6 +54,8 @@ __all__ = [
     "DataIndex",
     "CACHE_MODES",
     "augment_image",
+    "mix_batch",
+    "mixup_weight",
     "cache_bytes",
     "class_weights",
     "dataset_for",
@@ -577,15 +579,17 @@ class AugmentConfig:
     crop: bool = False  # random crop of most of the face, resized back to the image size
     crop_side: tuple[float, float] = (0.8, 1.0)  # the crop's side as a fraction of the image's, from [lo, hi]
     shift: float = 0.0  # random translation by up to this fraction of the side (whole pixels, reflected edge)
+    mixup: float = 0.0  # mixup's Beta(alpha, alpha) parameter; 0 = off (see mix_batch)
 
     @property
     def active(self) -> bool:
         """Whether any augmentation is switched on."""
         return bool(self.flip or (self.jpeg and self.jpeg_prob > 0)
-                    or (self.blur and self.blur_prob > 0) or self.crop or self.shift > 0)
+                    or (self.blur and self.blur_prob > 0) or self.crop or self.shift > 0 or self.mixup > 0)
 
 
 _BLUR_RADIUS = 3  # kernel 7: covers 3 sigma for sigma <= 1
+_MIXUP_SEED = 7  # folded into an image's augmentation seed for its mixup weight (augment_image splits 7)
 
 
 def _gaussian_blur(image: Any, sigma: Any) -> Any:
@@ -696,6 +700,30 @@ def augment_image(image: Any, seed: Any, config: AugmentConfig) -> Any:
     return x
 
 
+def mixup_weight(seed: Any, alpha: float) -> Any:
+    """A ``(1,)`` float32 draw from Beta(``alpha``, ``alpha``) (as the ratio of two Gamma draws), from a
+    seed of its own folded out of an image's augmentation ``seed``, so switching mixup on changes no
+    other draw."""
+    import tensorflow as tf
+
+    if not alpha > 0:
+        raise ValueError(f"AugmentConfig.mixup must be > 0 when used (Beta's alpha); got {alpha}")
+    own = tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), _MIXUP_SEED)
+    g = tf.random.stateless_gamma([2], own, alpha=alpha)
+    return tf.reshape(g[0] / tf.maximum(g[0] + g[1], 1e-30), [1])
+
+
+def mix_batch(images: Any, labels: Any, weights: Any) -> tuple[Any, Any]:
+    """mixup (Zhang et al., 2018) within a batch: image ``i`` becomes ``w_i * x_i + (1 - w_i) * x_j`` with
+    ``j = b - 1 - i`` (the batch is shuffled, so that is a random partner), its label the same blend of
+    the two labels. BCE on a blended label equals the blend of the two images' losses."""
+    import tensorflow as tf
+
+    w = tf.reshape(weights, [-1, 1, 1, 1])
+    mixed = w * images + (1.0 - w) * tf.reverse(images, [0])
+    return mixed, weights * labels + (1.0 - weights) * tf.reverse(labels, [0])
+
+
 # --------------------------------------------------------------------------------------------
 # Pipelines
 # --------------------------------------------------------------------------------------------
@@ -720,7 +748,8 @@ def make_dataset(
     workers reads and decodes only its equal share] -> read + decode + bilinear resize (parallel, order
     kept) -> uint8 -> ``cache`` (True: memory, a str: that tf.data cache file prefix, False: none; see
     :func:`resolve_cache`) -> [training: seeded shuffle (:func:`shuffle_buffer`) -> ``augment`` per
-    image] -> batch (``replicas`` > 1: :func:`replica_batches`) -> float32 -> prefetch. Val/test (``training=False``) are never shuffled or
+    image] -> batch (``replicas`` > 1: :func:`replica_batches`) -> [training with ``augment.mixup``:
+    :func:`mix_batch`, labels then blends in [0, 1]] -> float32 -> prefetch. Val/test (``training=False``) are never shuffled or
     augmented. A file that fails to decode despite validation is dropped with a warning
     (``ignore_errors``), never crashing the epoch.
 
@@ -779,9 +808,16 @@ def make_dataset(
         ds = tf.data.Dataset.from_tensors(np.int64(0)).flat_map(one_epoch)
         if augment is not None and augment.active:
             cfg = augment
-            ds = ds.map(lambda item, s: (augment_image(item[0], s, cfg), item[1]),
-                        num_parallel_calls=autotune, deterministic=True)
+
+            def augment_item(item: Any, s: Any) -> tuple[Any, ...]:
+                x = augment_image(item[0], s, cfg)
+                return (x, item[1], mixup_weight(s, cfg.mixup)) if cfg.mixup > 0 else (x, item[1])
+
+            ds = ds.map(augment_item, num_parallel_calls=autotune, deterministic=True)
+    mixup = training and augment is not None and augment.mixup > 0
     ds = ds.batch(int(batch_size)) if sizes is None else replica_batches(ds, sizes)
+    if mixup:  # after batching, so partners come from one replica's batch
+        ds = ds.map(mix_batch, num_parallel_calls=autotune, deterministic=True)
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=autotune)
     ds = ds.ignore_errors(log_warning=True)  # last safety net
     return ds.prefetch(autotune)

@@ -13,6 +13,8 @@ The schedule counts optimizer steps (``epochs x steps per epoch``); early stoppi
 it sooner. ``train --ema M`` keeps an exponential moving average of the weights (Keras' ``use_ema``,
 momentum ``M``): validation, the checkpoint (``model.keras``) and every later score use the averaged
 weights (:func:`ema_callbacks`). BatchNorm statistics are not averaged (they follow the raw weights).
+``train --mixup ALPHA`` blends training images and their labels in pairs (``data.mix_batch``); the
+training accuracy and AUC then read each blend's dominant label (:func:`training_metrics`).
 """
 
 from __future__ import annotations
@@ -95,4 +97,37 @@ def ema_callbacks() -> list[keras.callbacks.Callback]:
     return [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)]
 
 
-__all__ = ["LR_SCHEDULES", "WarmupSchedule", "ema_callbacks", "learning_rate"]
+def _dominant(y_true: Any) -> Any:
+    return ops.round(ops.convert_to_tensor(y_true))
+
+
+@keras.saving.register_keras_serializable(package="tfdeepfake")
+class DominantLabelAccuracy(keras.metrics.BinaryAccuracy):
+    """``BinaryAccuracy`` against each label rounded to 0 or 1. Under mixup (``train --mixup``) a
+    training label blends two images' labels, which the plain metric counts as wrong whatever the
+    prediction; this one scores the prediction against the image that dominates the blend. A hard label
+    is its own rounding, so on validation it is the plain metric."""
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        return super().update_state(_dominant(y_true), y_pred, sample_weight)
+
+
+@keras.saving.register_keras_serializable(package="tfdeepfake")
+class DominantLabelAUC(keras.metrics.AUC):
+    """``AUC`` against each label rounded to 0 or 1 (the plain metric counts any label above 0 as
+    positive), for the same reason as :class:`DominantLabelAccuracy`."""
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        return super().update_state(_dominant(y_true), y_pred, sample_weight)
+
+
+def training_metrics(mixup: float) -> list[keras.metrics.Metric]:
+    """``accuracy`` at P(fake) = 0.5 (threshold 0 on the logit) and ROC ``auc``; with mixup on, their
+    dominant-label forms."""
+    accuracy, auc = ((DominantLabelAccuracy, DominantLabelAUC) if mixup > 0
+                     else (keras.metrics.BinaryAccuracy, keras.metrics.AUC))
+    return [accuracy(threshold=0.0, name="accuracy"), auc(from_logits=True, name="auc")]
+
+
+__all__ = ["LR_SCHEDULES", "DominantLabelAUC", "DominantLabelAccuracy", "WarmupSchedule", "ema_callbacks",
+           "learning_rate", "training_metrics"]

@@ -59,7 +59,7 @@ from tfdeepfake.models import build_model
 from tfdeepfake.models.registry import parse_option
 from tfdeepfake.models.vit import VIT_SIZES
 from tfdeepfake.optim import MomentumSGD  # momentum updated in place: less memory
-from tfdeepfake.recipe import ema_callbacks, learning_rate
+from tfdeepfake.recipe import ema_callbacks, learning_rate, training_metrics
 from tfdeepfake.report import comparison_table, run_report
 from tfdeepfake.runs import (
     CONFIG_FILE,
@@ -100,19 +100,16 @@ def augment_config(config: TrainConfig) -> data_mod.AugmentConfig:
     """The training pipeline's augmentation as ``config`` switches it."""
     return data_mod.AugmentConfig(flip=config.augment_flip, jpeg=config.augment_jpeg,
                                   blur=config.augment_blur, crop=config.augment_crop,
-                                  shift=config.augment_shift)
+                                  shift=config.augment_shift, mixup=config.mixup)
 
 
 def compile_model(model: Any, config: TrainConfig, steps_per_epoch: int = 1) -> Any:
     """BCE on the logit (as the original's BCEWithLogitsLoss; ``--label-smoothing``); accuracy at
-    P(fake) = 0.5 and ROC AUC."""
+    P(fake) = 0.5 and ROC AUC (read against each blend's dominant label under ``--mixup``)."""
     model.compile(
         optimizer=build_optimizer(config, steps_per_epoch),
         loss=keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
-        metrics=[
-            keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy"),
-            keras.metrics.AUC(from_logits=True, name="auc"),
-        ],
+        metrics=training_metrics(config.mixup),
         jit_compile=config.jit_compile,
     )
     return model
@@ -722,6 +719,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs,
                    help="learning-rate warm-up (default 0; one-cycle: 25%% of the epochs when 0)")
     g.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    g.add_argument("--mixup", type=float, default=d.mixup, metavar="ALPHA",
+                   help="blend training images and their labels in pairs with weights from Beta(ALPHA, "
+                        "ALPHA), e.g. 0.2 (default 0: off; --no-augment switches it off too)")
     g.add_argument("--ema", type=float, nargs="?", const=0.99, default=d.ema, metavar="MOMENTUM",
                    help="keep an exponential moving average of the weights (momentum 0.99 when given "
                         "alone) and validate, save and score with it")
@@ -773,7 +773,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
               if k not in ("no_augment", "config", "model_option", "vit_size", "debug")}
     if args.no_augment:
         values.update(augment_flip=False, augment_jpeg=False, augment_blur=False, augment_crop=False,
-                      augment_shift=0.0)
+                      augment_shift=0.0, mixup=0.0)
     file_options = values.get("model_options") or {}  # from --config FILE: those the model declares
     options = {k: v for k, v in file_options.items() if k in declared_options(args.model)}
     options.update(parse_option(text) for text in args.model_option)
