@@ -23,6 +23,8 @@ def _recipe(config: dict) -> str:
     parts = [config.get("lr_schedule") or "constant"]
     if config.get("label_smoothing"):
         parts.append(f"ls {config['label_smoothing']:g}")
+    if config.get("l2", 1e-4) != 1e-4:
+        parts.append(f"l2 {config['l2']:g}")
     if config.get("mixup"):
         parts.append(f"mixup {config['mixup']:g}")
     if config.get("ema"):

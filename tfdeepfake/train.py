@@ -721,7 +721,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
     g.add_argument("--mixup", type=float, default=d.mixup, metavar="ALPHA",
                    help="blend training images and their labels in pairs with weights from Beta(ALPHA, "
-                        "ALPHA), e.g. 0.2 (default 0: off; --no-augment switches it off too)")
+                        "ALPHA), e.g. 0.2 (default 0: off; --no-augment switches it off too); on rvf10k "
+                        "it cost resnet18 at 64 px validation AUC 0.945 -> 0.940 over 10 epochs, see STUDY.md")
     g.add_argument("--ema", type=float, nargs="?", const=0.99, default=d.ema, metavar="MOMENTUM",
                    help="keep an exponential moving average of the weights (momentum 0.99 when given "
                         "alone) and validate, save and score with it")
