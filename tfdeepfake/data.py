@@ -814,11 +814,11 @@ def make_dataset(
                 return (x, item[1], mixup_weight(s, cfg.mixup)) if cfg.mixup > 0 else (x, item[1])
 
             ds = ds.map(augment_item, num_parallel_calls=autotune, deterministic=True)
-    mixup = training and augment is not None and augment.mixup > 0
     ds = ds.batch(int(batch_size)) if sizes is None else replica_batches(ds, sizes)
-    if mixup:  # after batching, so partners come from one replica's batch
-        ds = ds.map(mix_batch, num_parallel_calls=autotune, deterministic=True)
-    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=autotune)
+    if training and augment is not None and augment.mixup > 0:  # after batching: partners share a batch
+        ds = ds.map(mix_batch, num_parallel_calls=autotune, deterministic=True)  # float32 already
+    else:
+        ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=autotune)
     ds = ds.ignore_errors(log_warning=True)  # last safety net
     return ds.prefetch(autotune)
 
