@@ -15,6 +15,7 @@ from test_models import SIZES  # each family's smallest test size, kept in one p
 from tfdeepfake.models import (
     MODEL_NAMES,
     REPRESENTATIONS,
+    HaarSubbands,
     HaarWavelet,
     HighPassResidual,
     build_model,
@@ -79,12 +80,39 @@ def test_haar_of_a_constant_image_and_of_a_known_block():
     assert ll[4, 6] == pytest.approx(2 * 34)  # corner block: the last pixel repeated 4 times
 
 
+def test_haar_subbands_are_the_wavelet_bands_at_half_side_and_lose_nothing():
+    image = np.random.default_rng(1).normal(size=(2, 10, 14, 3)).astype("float32")
+    gain = 3.0
+    half = _np(HaarSubbands(gain=gain)(image))
+    assert half.shape == (2, 5, 7, 12)  # no RGB copy: 4 bands x 3 channels, half the side
+    stacked = _np(HaarWavelet(gain=gain)(image))  # the same bands, nearest-upsampled, after RGB
+    np.testing.assert_allclose(half, stacked[:, 0::2, 0::2, 3:], rtol=1e-6)
+    np.testing.assert_allclose(half, stacked[:, 1::2, 1::2, 3:], rtol=1e-6)
+
+    # orthonormal: the inverse transform gives back every pixel, and the energy is kept
+    ll, lh, hl, hh = np.split(half, 4, axis=-1)
+    lh, hl, hh = lh / gain, hl / gain, hh / gain
+    rebuilt = np.empty_like(image)
+    rebuilt[:, 0::2, 0::2] = (ll + lh + hl + hh) / 2
+    rebuilt[:, 0::2, 1::2] = (ll + lh - hl - hh) / 2
+    rebuilt[:, 1::2, 0::2] = (ll - lh + hl - hh) / 2
+    rebuilt[:, 1::2, 1::2] = (ll - lh - hl + hh) / 2
+    np.testing.assert_allclose(rebuilt, image, atol=1e-5)
+    np.testing.assert_allclose((ll**2 + lh**2 + hl**2 + hh**2).sum(), (image**2).sum(), rtol=1e-5)
+
+    odd = _np(HaarSubbands()(np.ones((1, 5, 7, 3), "float32")))  # odd sides: edge-padded, ceil
+    assert odd.shape == (1, 3, 4, 12)
+    np.testing.assert_allclose(odd[..., :3], 2.0)
+    np.testing.assert_allclose(odd[..., 3:], 0.0)
+
+
 def test_representation_layers_config_and_errors():
     assert representation_layer("rgb") is None
-    assert [input_channels(r) for r in REPRESENTATIONS] == [3, 6, 15]
+    assert [input_channels(r) for r in REPRESENTATIONS] == [3, 6, 15, 12]
     layer = representation_layer("rgb+wavelet")
     assert layer.name == "representation" and layer.get_config()["representation"] == "rgb+wavelet"
-    assert HighPassResidual().gain == 1.0 and HaarWavelet().gain == 4.0
+    assert HighPassResidual().gain == 1.0 and HaarWavelet().gain == 4.0 == HaarSubbands().gain
+    assert representation_layer("wavelet").get_config()["representation"] == "wavelet"
     with pytest.raises(ValueError, match="rgb\\+wavelet"):
         HighPassResidual(representation="rgb+wavelet")
     with pytest.raises(ValueError, match="unknown input representation 'hsv'"):
@@ -103,6 +131,26 @@ def test_every_builder_takes_the_wavelet_channels(name):
     assert first.kernel.shape[2] == 15  # the first convolution reads all stacked channels
     out = _np(model(_raw(), training=False))
     assert out.shape == (2, 1) and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_every_builder_runs_on_the_half_side_subbands(name):
+    size = 2 * SIZES[name]  # the layers after the representation see SIZES[name]
+    model = build_model(name, size, representation="wavelet")
+    assert model_representation(model) == "wavelet"
+    assert tuple(model.get_layer("representation").output.shape)[1:] == (SIZES[name], SIZES[name], 12)
+    first = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
+    assert first.kernel.shape[2] == 12
+    out = _np(model(_raw(), training=False))
+    assert out.shape == (2, 1) and np.isfinite(out).all()
+
+
+def test_vit_patches_tile_the_half_side_of_the_wavelet_input():
+    model = build_model("vit", 64, representation="wavelet")  # 32 px sub-bands, default patch 4
+    assert model.get_layer("patch_embed").kernel.shape[:2] == (4, 4)
+    assert model.get_layer("patch_tokens").output.shape[1] == 64
+    with pytest.raises(ValueError, match="the 32 px side the patches see"):
+        build_model("vit", 64, representation="wavelet", patch_size=6)
 
 
 def test_highpass_in_a_model_under_bfloat16():
@@ -133,7 +181,7 @@ def test_tta_flip_averages_each_image_and_its_mirror():
 
 # ------------------------------------------------------------------------------------- round trips
 @pytest.mark.parametrize(("representation", "tta_flip"),
-                         [("rgb+highpass", False), ("rgb+wavelet", True)])
+                         [("rgb+highpass", False), ("rgb+wavelet", True), ("wavelet", True)])
 def test_round_trip_keras_and_saved_model(representation, tta_flip, tmp_path):
     import tensorflow as tf
 

@@ -713,7 +713,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("input representation and recipe")
     g.add_argument("--input", choices=REPRESENTATIONS, default=d.input,
                    help="what the first layer sees: RGB, or RGB stacked with a high-pass residual or "
-                        "a one-level Haar decomposition, computed inside the model (default: %(default)s)")
+                        "a one-level Haar decomposition, or (wavelet) the Haar sub-bands alone at half "
+                        "the side: the whole --image-size face at the cost of half that size; computed "
+                        "inside the model (default: %(default)s)")
     g.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=d.lr_schedule,
                    help="constant, cosine decay to 0, or fast.ai's one-cycle (default: %(default)s)")
     g.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs,

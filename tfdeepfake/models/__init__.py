@@ -38,6 +38,7 @@ from tfdeepfake.models.registry import (
 )
 from tfdeepfake.models.representations import (
     REPRESENTATIONS,
+    HaarSubbands,
     HaarWavelet,
     HighPassResidual,
     model_representation,
@@ -93,6 +94,7 @@ __all__ = [
     "FlipBatch",
     "FlipMean",
     "FuseLogits",
+    "HaarSubbands",
     "HaarWavelet",
     "HighPassResidual",
     "PositionEmbedding",

@@ -2,7 +2,8 @@
 
 Every model takes raw RGB (0-255, any size); :func:`tfdeepfake.models.common.preprocess` resizes and
 normalises it, then (for a representation other than ``"rgb"``) one layer of this module stacks a fixed,
-parameter-free transform *of the same whole image* onto the normalised RGB channels:
+parameter-free transform *of the same whole image* onto the normalised RGB channels (or, for
+``"wavelet"``, re-arranges them losslessly):
 
 * ``"rgb"``: the normalised image, 3 channels (no layer).
 * ``"rgb+highpass"``: + the 4-neighbour Laplacian residual of each channel (a second-order SRM-style
@@ -12,6 +13,10 @@ parameter-free transform *of the same whole image* onto the normalised RGB chann
   sub-band brought back to full size by nearest-neighbour upsampling (every coefficient covers the
   2 x 2 block it was computed from; an odd side is first padded by repeating its last row/column),
   the detail bands times ``gain`` (default 4): 3 + 4 x 3 = 15 channels, ordered RGB, LL(RGB), LH, HL, HH.
+* ``"wavelet"``: the same four Haar sub-bands *instead of* RGB, at half the side (no upsampling):
+  4 x 3 = 12 channels at ``ceil(h/2) x ceil(w/2)``. The transform is orthonormal, so nothing of the image
+  is lost (LL is the whole face at half resolution, the detail bands hold the rest): a model given
+  ``image_size`` 128 sees all of a 128 px face at the cost of a 64 px one (its layers run on 64 x 64).
 
 The layers run after normalisation (ImageNet mean/std), so RGB keeps its usual scale and the transforms
 are of the normalised values (the Laplacian and the detail bands do not see the mean, which they cancel;
@@ -31,7 +36,7 @@ from typing import Any
 import keras
 from keras import ops
 
-REPRESENTATIONS: tuple[str, ...] = ("rgb", "rgb+highpass", "rgb+wavelet")
+REPRESENTATIONS: tuple[str, ...] = ("rgb", "rgb+highpass", "rgb+wavelet", "wavelet")
 """Valid ``train --input`` values."""
 
 
@@ -50,12 +55,30 @@ def _static_hw(x: Any, layer: str) -> tuple[int, int]:
     return int(h), int(w)
 
 
+def _haar_bands(x: Any, gain: float) -> Any:
+    """One-level orthonormal Haar sub-bands of ``x`` (b, h, w, c) at half the side: (b, ceil(h/2),
+    ceil(w/2), 4c), ordered LL, LH, HL, HH (channels within), detail bands times ``gain``; an odd side
+    is first padded by repeating its last row/column."""
+    h, w = tuple(x.shape)[1:3]
+    if h % 2:
+        x = ops.concatenate([x, x[:, -1:]], axis=1)
+    if w % 2:
+        x = ops.concatenate([x, x[:, :, -1:]], axis=2)
+    a, b = x[:, 0::2, 0::2], x[:, 0::2, 1::2]
+    c, d = x[:, 1::2, 0::2], x[:, 1::2, 1::2]
+    return ops.concatenate([(a + b + c + d) * 0.5,
+                            (a + b - c - d) * (0.5 * gain),
+                            (a - b + c - d) * (0.5 * gain),
+                            (a - b - c + d) * (0.5 * gain)], axis=-1)
+
+
 class _Representation(keras.layers.Layer):
     """Base: concatenates ``extra(x)`` onto ``x`` along channels; ``representation`` in the config."""
 
     REPRESENTATION = "rgb"
     EXTRA_PER_CHANNEL = 0
     DEFAULT_GAIN = 1.0
+    SIDE_DIVISOR = 1
 
     def __init__(self, gain: float | None = None, representation: str | None = None,
                  **kwargs: Any) -> None:
@@ -113,22 +136,34 @@ class HaarWavelet(_Representation):
 
     def extra(self, x: Any) -> Any:
         h, w = _static_hw(x, type(self).__name__)
-        if h % 2:
-            x = ops.concatenate([x, x[:, -1:]], axis=1)
-        if w % 2:
-            x = ops.concatenate([x, x[:, :, -1:]], axis=2)
-        a, b = x[:, 0::2, 0::2], x[:, 0::2, 1::2]
-        c, d = x[:, 1::2, 0::2], x[:, 1::2, 1::2]
-        bands = [(a + b + c + d) * 0.5,
-                 (a + b - c - d) * (0.5 * self.gain),
-                 (a - b + c - d) * (0.5 * self.gain),
-                 (a - b - c + d) * (0.5 * self.gain)]
-        full = ops.repeat(ops.repeat(ops.concatenate(bands, axis=-1), 2, axis=1), 2, axis=2)
-        return full[:, :h, :w]
+        bands = _haar_bands(x, self.gain)
+        return ops.repeat(ops.repeat(bands, 2, axis=1), 2, axis=2)[:, :h, :w]
+
+
+@keras.saving.register_keras_serializable(package="tfdeepfake")
+class HaarSubbands(_Representation):
+    """``(b, h, w, c) -> (b, ceil(h/2), ceil(w/2), 4c)``: the Haar sub-bands LL, LH, HL, HH of
+    :class:`HaarWavelet` (same formulas and ``gain``) at half the side, without the input itself: an
+    orthonormal (lossless) re-arrangement of the image that halves the side every later layer runs on."""
+
+    REPRESENTATION = "wavelet"
+    EXTRA_PER_CHANNEL = 4
+    DEFAULT_GAIN = 4.0
+    SIDE_DIVISOR = 2
+
+    def call(self, inputs: Any) -> Any:
+        x = ops.cast(inputs, self.compute_dtype)
+        _static_hw(x, type(self).__name__)
+        return _haar_bands(x, self.gain)
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        b, h, w, c = input_shape
+        half = [None if s is None else (s + 1) // 2 for s in (h, w)]
+        return (b, *half, None if c is None else c * self.EXTRA_PER_CHANNEL)
 
 
 _LAYERS: dict[str, type[_Representation]] = {
-    cls.REPRESENTATION: cls for cls in (HighPassResidual, HaarWavelet)
+    cls.REPRESENTATION: cls for cls in (HighPassResidual, HaarWavelet, HaarSubbands)
 }
 
 
@@ -144,7 +179,10 @@ def representation_layer(name: str, **kwargs: Any) -> keras.layers.Layer | None:
 def input_channels(name: str, channels: int = 3) -> int:
     """Channels the first layer after preprocessing sees for representation ``name``."""
     check_representation(name)
-    return channels * (1 + (_LAYERS[name].EXTRA_PER_CHANNEL if name != "rgb" else 0))
+    if name == "rgb":
+        return channels
+    layer = _LAYERS[name]
+    return channels * (layer.EXTRA_PER_CHANNEL + (layer.SIDE_DIVISOR == 1))
 
 
 def model_representation(model: Any) -> str:
@@ -158,6 +196,7 @@ def model_representation(model: Any) -> str:
 
 __all__ = [
     "REPRESENTATIONS",
+    "HaarSubbands",
     "HaarWavelet",
     "HighPassResidual",
     "check_representation",

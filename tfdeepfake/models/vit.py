@@ -80,19 +80,22 @@ def build_vit(
     image_size, l2, dropout = validate_common(image_size, l2, dropout)
     if size not in VIT_SIZES:
         raise ValueError(f"Unknown ViT `size` {size!r}. Valid sizes: {', '.join(VIT_SIZES)}.")
+    inputs = image_input()
+    x = preprocess(inputs, image_size)
+    side = int(x.shape[1])  # image_size, or half of it with the "wavelet" input
     if patch_size is None:
-        patch_size = default_patch_size(image_size)
+        patch_size = default_patch_size(side)
     if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
         raise ValueError(f"`patch_size` must be a positive int or None; got {patch_size!r}.")
-    if image_size % patch_size:
-        raise ValueError(f"`patch_size` ({patch_size}) must divide `image_size` ({image_size}).")
+    if side % patch_size:
+        where = f"`image_size` ({image_size})" if side == image_size else \
+            f"the {side} px side the patches see (`image_size` {image_size}, halved by the wavelet input)"
+        raise ValueError(f"`patch_size` ({patch_size}) must divide {where}.")
     encoder_dropout = validate_rate(encoder_dropout, "encoder_dropout")
     attention_dropout = validate_rate(attention_dropout, "attention_dropout")
     dim, depth, heads = VIT_SIZES[size]
-    grid = image_size // patch_size
+    grid = side // patch_size
 
-    inputs = image_input()
-    x = preprocess(inputs, image_size)
     x = layers.Conv2D(dim, patch_size, strides=patch_size, name="patch_embed", **dense_kwargs(l2))(
         x
     )
