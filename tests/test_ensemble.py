@@ -15,6 +15,7 @@ import pytest
 from tfdeepfake.ensemble import (
     build_ensemble,
     ensemble_threshold,
+    greedy_selection,
     main,
     parse_weights,
     split_ensemble,
@@ -243,3 +244,63 @@ def test_cli_errors_exit_2(tmp_path):
     with pytest.raises(SystemExit) as exc:
         main([str(tmp_path / "missing"), "--name", "bad", "--root", str(tmp_path), "--no-export"])
     assert exc.value.code == 2
+
+
+# ------------------------------------------------------------------------------- choosing members
+def test_greedy_selection_adds_what_complements_and_stops_when_nothing_helps():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 200)
+    noise = rng.normal(size=(3, 400))
+    signal = y * 1.0
+    most = np.arange(400) % 5 != 0
+    # "a" sees the label on 80 % of the images, "b" on the other 20 %; "a_copy" repeats "a"; "bad" is noise
+    a = 1 / (1 + np.exp(-(np.where(most, 4 * (signal - 0.5), 0) + 0.05 * noise[0])))
+    b = 1 / (1 + np.exp(-(np.where(~most, 4 * (signal - 0.5), 0) + 0.05 * noise[1])))
+    bad = 1 / (1 + np.exp(-noise[2]))
+    scores = {"bad": bad, "a": a, "a_copy": a.copy(), "b": b}
+    steps = greedy_selection(y, scores)
+    assert [name for name, _ in steps] == ["a", "b"]  # not the copy of a, not the noise
+    aucs = [auc for _, auc in steps]
+    assert aucs[1] == 1.0 > aucs[0] > 0.8  # together they rank every image right; nothing can add
+    from sklearn.metrics import roc_auc_score
+    assert aucs[1] == pytest.approx(roc_auc_score(y, (a + b) / 2))
+    assert greedy_selection(y, scores, max_members=1) == steps[:1]
+    # logit mode fuses mean logits: the same choice here, its AUC that of the logit mean
+    logit = greedy_selection(y, scores, mode="logit")
+    assert [n for n, _ in logit] == ["a", "b"]
+    lg = lambda p: np.log(p / (1 - p))  # noqa: E731
+    assert logit[1][1] == pytest.approx(roc_auc_score(y, lg(a) + lg(b)))
+    with pytest.raises(ValueError, match="both classes"):
+        greedy_selection(np.zeros(400), scores)
+    with pytest.raises(ValueError, match="mode"):
+        greedy_selection(y, scores, mode="median")
+
+
+def test_cli_select_greedy_chooses_on_the_shared_split_and_records_it(tiny_dataset, tmp_path, capsys):
+    val = tiny_dataset(4, size=40)
+    a, b = hm.member_runs()
+    runs = [str(_run_copy(src, tmp_path / name, val)) for src, name in ((a, "one"), (a, "two"), (b, "three"))]
+    assert main([*runs, "--name", "pick", "--select", "greedy", "--root", str(tmp_path), "--no-export"]) == 0
+    out = capsys.readouterr().out
+    assert "of 3 runs (chosen on the members' shared validation split (8 images)" in out
+    info = json.loads((tmp_path / "ensemble-pick" / "ensemble.json").read_text())
+    selection = info["selection"]
+    assert selection["method"] == "greedy" and selection["candidates"] == ["one", "two", "three"]
+    chosen = [step["member"] for step in selection["steps"]]
+    assert [m["name"] for m in info["members"]] == chosen and chosen[0] in ("one", "three")
+    assert "two" not in chosen  # the same model as "one": adding it never raises the AUC
+    aucs = [step["val_roc_auc"] for step in selection["steps"]]
+    assert aucs == sorted(aucs) and len(set(aucs)) == len(aucs)
+
+    for bad in (["--weights", "1,1,1"], ["--max-members", "0"]):
+        with pytest.raises(SystemExit) as exc:
+            main([*runs, "--name", "bad", "--select", "greedy", "--root", str(tmp_path), "--no-export", *bad])
+        assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:  # --max-members alone
+        main([*runs, "--name", "bad", "--max-members", "2", "--root", str(tmp_path), "--no-export"])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:  # no validation images to choose on
+        main([str(r) for r in hm.member_runs()] + ["--name", "bad", "--select", "greedy", "--root",
+                                                   str(tmp_path), "--no-export"])
+    assert exc.value.code == 2
+    assert "validation images" in capsys.readouterr().err
