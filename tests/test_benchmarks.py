@@ -313,7 +313,9 @@ def test_memory_stages_tiny():
     assert names[:2] == ["start", "framework imported"] and names[-1] == "2 training steps"
     assert "parameters)" in names[2]
     peaks = [v["VmHWM"] for _, v in stages]
-    assert peaks == sorted(peaks) and peaks[-1] > 100
+    # the kernel's RSS counters are per-CPU approximations (percpu_counter since Linux 6.2), so a later
+    # peak can read a few pages under an earlier one; it never falls by more than that
+    assert all(b >= a - 2.0 for a, b in zip(peaks[:-1], peaks[1:], strict=True)) and peaks[-1] > 100
     assert stages[1][1]["RssFile"] > 0
     text = vs.memory_table({"ours[auto]": stages})
     assert text.count("\n") == len(stages) + 1 and "| ours[auto] | framework imported |" in text
