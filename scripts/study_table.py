@@ -25,6 +25,8 @@ def _recipe(config: dict) -> str:
         parts.append(f"ls {config['label_smoothing']:g}")
     if config.get("l2", 1e-4) != 1e-4:
         parts.append(f"l2 {config['l2']:g}")
+    if config.get("optimizer") == "adamw":
+        parts.append(f"adamw wd {config.get('weight_decay') or 0.004:g}")
     if config.get("mixup"):
         parts.append(f"mixup {config['mixup']:g}")
     if config.get("ema"):

@@ -75,6 +75,31 @@ def test_optimizer_and_loss_follow_the_config():
             TrainConfig(**bad).validate()
 
 
+def test_adamw_decays_kernels_not_biases_or_norms_by_its_weight_decay():
+    config = TrainConfig(optimizer="adamw", lr=0.1, weight_decay=0.05, epochs=1).validate()
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), keras.layers.BatchNormalization()])
+    opt = train.build_optimizer(config)
+    assert opt.weight_decay == pytest.approx(0.05)
+    model.layers[1].gamma.assign([2.0, 3.0])
+    model.layers[0].bias.assign([1.0, -1.0])
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    # zero gradients: Adam's own step is 0, so only the decoupled decay moves a variable
+    opt.apply_gradients([(keras.ops.zeros_like(v), v) for v in model.trainable_variables])
+    for v, old in zip(model.trainable_variables, before, strict=True):
+        shrink = 1 - 0.1 * 0.05 if v.name == "kernel" else 1.0  # bias, gamma, beta: not decayed
+        np.testing.assert_allclose(v.numpy(), old * shrink, rtol=1e-6, err_msg=v.path)
+    assert "weight decay 0.05" in config.optimizer_label
+    default = TrainConfig(optimizer="adamw").validate()
+    assert "weight decay 0.004" in default.optimizer_label
+    assert train.build_optimizer(default).weight_decay == pytest.approx(0.004)
+    with pytest.raises(ValueError, match="'weight_decay'.*adamw"):
+        TrainConfig(optimizer="adam", weight_decay=0.05).validate()
+    with pytest.raises(ValueError, match="'weight_decay'"):
+        TrainConfig(optimizer="adamw", weight_decay=-1).validate()
+    args = train.build_parser().parse_args(["--optimizer", "adamw", "--weight-decay", "0.05", "--l2", "0"])
+    assert train.config_from_args(args).weight_decay == 0.05
+
+
 # --------------------------------------------------------------------------------------------- EMA
 def test_saved_model_holds_the_ema_weights(tmp_path):
     """The checkpoint of the best epoch holds the optimizer's moving averages, not the raw weights."""

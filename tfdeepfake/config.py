@@ -52,6 +52,7 @@ class TrainConfig:
     optimizer: str = "sgd"
     lr: float = 0.01
     l2: float = 1e-4
+    weight_decay: float | None = None  # adamw's decoupled decay; None: Keras's default (0.004)
     dropout: float | None = None
     patience: int = 5
     monitor: str = "val_loss"
@@ -116,6 +117,11 @@ class TrainConfig:
                                  "so it needs 'init_from' (--init-from RUN: the weights to score)")
         number(field_("lr"), self.lr, low=0, low_open=True)
         number(field_("l2"), self.l2, low=0)
+        number(field_("weight_decay"), self.weight_decay, low=0, optional=True)
+        if self.weight_decay is not None and self.optimizer != "adamw":
+            raise cli.usage_error(field_("weight_decay"), self.weight_decay,
+                                  "it only with optimizer 'adamw' (decoupled weight decay; sgd and adam "
+                                  "regularise through 'l2')")
         number(field_("dropout"), self.dropout, low=0, high=1, high_open=True, optional=True)
         number(field_("patience"), self.patience, low=0, integer=True)
         choice(field_("monitor"), self.monitor, MONITORS)
@@ -159,6 +165,13 @@ class TrainConfig:
             for name in self.model_names():
                 models.check_model_options(name, self.for_model(name).model_options)
         return self
+
+    @property
+    def optimizer_label(self) -> str:
+        """``"adam (lr 0.001)"``; AdamW with its weight decay: ``"adamw (lr 0.001, weight decay 0.05)"``."""
+        decay = "" if self.optimizer != "adamw" else \
+            f", weight decay {0.004 if self.weight_decay is None else self.weight_decay:g}"
+        return f"{self.optimizer} (lr {self.lr}{decay})"
 
     def model_kwargs(self) -> dict[str, Any]:
         """``build_model`` arguments besides size, l2 and dropout: the input representation, flip

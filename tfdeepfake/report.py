@@ -73,7 +73,7 @@ def run_report(config: Any, index: Any, results: Mapping[str, Any]) -> str:
             f"{split} {c.get('real', 0)} real / {c.get('fake', 0)} fake" for split, c in counts.items()
         ),
         f"- image size {config.resolved_image_size}, batch {config.batch_size}, optimizer "
-        f"{config.optimizer} (lr {config.lr}), L2 {config.l2}, dropout {config.dropout_label}, "
+        f"{config.optimizer_label}, L2 {config.l2}, dropout {config.dropout_label}, "
         f"precision {config.precision} ({config.resolved_precision}), seed {config.seed}",
         f"- parameters: {results['params']:,}; epochs run: {results['epochs_run']} "
         f"(best {results['best_epoch']} by {results.get('monitor', 'val_loss')}, weights of epoch "
@@ -214,7 +214,7 @@ def experiment_report(cfg: Any, runs: Mapping[str, Path], members: Sequence[str]
         "## Setup",
         "",
         f"- {models_setup(cfg, runs)}; batch {cfg.batch_size}; optimizer "
-        f"{t.optimizer} (lr {t.lr}), L2 {t.l2}, dropout {t.dropout_label}; augmentation flip/JPEG/blur "
+        f"{t.optimizer_label}, L2 {t.l2}, dropout {t.dropout_label}; augmentation flip/JPEG/blur "
         f"{t.augment_flip}/{t.augment_jpeg}/{t.augment_blur}{', random crop' if t.augment_crop else ''}"
         f"{f', random shift {t.augment_shift:g}' if t.augment_shift else ''}; "
         f"early-stopping patience {t.patience}"

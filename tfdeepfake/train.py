@@ -83,9 +83,14 @@ def default_run_dir(model: str, root: str | Path = "runs") -> Path:
     return Path(root) / f"{model}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
+NO_WEIGHT_DECAY = ("bias", "gamma", "beta")
+"""Variables (by name) AdamW does not decay: biases and normalisation scales/offsets, as is usual."""
+
+
 def build_optimizer(config: TrainConfig, steps_per_epoch: int = 1) -> Any:
     """The configured optimizer, with its learning-rate schedule (``--lr-schedule``, counted in
-    ``steps_per_epoch``) and weight EMA (``--ema``)."""
+    ``steps_per_epoch``) and weight EMA (``--ema``); AdamW with ``--weight-decay`` (decoupled, every
+    variable but :data:`NO_WEIGHT_DECAY`)."""
     lr = learning_rate(config.lr, config.lr_schedule, config.warmup_epochs, config.resolved_epochs,
                        steps_per_epoch)
     ema = {"use_ema": True, "ema_momentum": config.ema} if config.ema else {}
@@ -93,7 +98,10 @@ def build_optimizer(config: TrainConfig, steps_per_epoch: int = 1) -> Any:
         return MomentumSGD(learning_rate=lr, momentum=0.9, **ema)
     if config.optimizer == "adam":
         return keras.optimizers.Adam(learning_rate=lr, **ema)
-    return keras.optimizers.AdamW(learning_rate=lr, **ema)
+    decay = {} if config.weight_decay is None else {"weight_decay": config.weight_decay}
+    optimizer = keras.optimizers.AdamW(learning_rate=lr, **decay, **ema)
+    optimizer.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY))
+    return optimizer
 
 
 def augment_config(config: TrainConfig) -> data_mod.AugmentConfig:
@@ -481,7 +489,7 @@ def _train(config: TrainConfig, log: Log, strategy: Any, worker: Worker) -> Path
             compile_model(model, config, data_mod.steps_per_epoch(len(index.rows("train")), config.batch_size))
     prepare_replicas(model, image_size)
     log(f"model {config.model}: {model.count_params():,} parameters, image size {image_size}, "
-        f"input {config.input}, optimizer {config.optimizer} lr {config.lr} ({config.lr_schedule}), "
+        f"input {config.input}, optimizer {config.optimizer_label} ({config.lr_schedule}), "
         f"l2 {config.l2}, precision {precision}")
 
     if config.resume and worker.chief:  # the backup is the truth: epochs logged after it are trained again
@@ -658,6 +666,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sgd uses momentum 0.9 as the original (default: %(default)s)")
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--l2", type=float, default=d.l2, help="L2 factor on every kernel")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay,
+                   help="with --optimizer adamw: decoupled weight decay (Keras's default 0.004 when not "
+                        "given; biases and normalisation parameters are not decayed), e.g. 0.05 with --l2 0")
     p.add_argument("--dropout", type=float, default=d.dropout,
                    help="classifier dropout (default: each model's own, the original's where it has one: "
                         "0.5 for alexnet, none for vgg13, xception, alexnet_rnn)")
