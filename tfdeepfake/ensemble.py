@@ -181,7 +181,7 @@ def greedy_selection(
     return chosen
 
 
-def select_members(
+def greedy_members(
     runs: Sequence[str | Path], *, max_members: int | None = None, mode: str = "prob",
     val_data: str | Path | None = None, batch_size: int = 32,
 ) -> tuple[list[str | Path], dict[str, Any]]:
@@ -213,7 +213,7 @@ def create_ensemble(
     selection: dict[str, Any] | None = None,
 ) -> Path:
     """Load the members, build the ensemble and write ``ROOT/ensemble-NAME/``; return that folder.
-    ``selection`` (how the members were chosen, :func:`select_members`) is recorded in ``ensemble.json``.
+    ``selection`` (how the members were chosen, :func:`greedy_members`) is recorded in ``ensemble.json``.
 
     ``metrics.json`` holds the threshold used by ``evaluate`` and the export (see
     :func:`ensemble_threshold`) and, when it was chosen on validation images, their figures (``val``).
@@ -302,7 +302,7 @@ def _main(argv: list[str]) -> int:
     runs, selection = list(args.runs), None
     if args.select == "greedy":
         try:
-            runs, selection = select_members(runs, max_members=args.max_members, mode=args.mode,
+            runs, selection = greedy_members(runs, max_members=args.max_members, mode=args.mode,
                                              val_data=args.val_data)
         except ValueError as exc:
             raise cli.usage_error("--select", "greedy", str(exc)) from exc
