@@ -15,6 +15,8 @@ import re
 import sys
 from pathlib import Path
 
+from tfdeepfake.config import ADAMW_WEIGHT_DECAY
+
 COLUMNS = ("run", "data", "px", "input", "recipe", "val acc @val thr", "val AUC", "test acc", "test acc @val thr",
            "test AUC", "hardfake AUC", "hardfake acc @val thr", "epochs (best)", "train min", "CPU min")
 
@@ -26,7 +28,8 @@ def _recipe(config: dict) -> str:
     if config.get("l2", 1e-4) != 1e-4:
         parts.append(f"l2 {config['l2']:g}")
     if config.get("optimizer") == "adamw":
-        parts.append(f"adamw wd {config.get('weight_decay') or 0.004:g}")
+        decay = config.get("weight_decay")
+        parts.append(f"adamw wd {ADAMW_WEIGHT_DECAY if decay is None else decay:g}")
     if config.get("mixup"):
         parts.append(f"mixup {config['mixup']:g}")
     if config.get("ema"):

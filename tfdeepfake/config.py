@@ -17,6 +17,8 @@ from tfdeepfake.models.representations import REPRESENTATIONS
 from tfdeepfake.recipe import LR_SCHEDULES
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+ADAMW_WEIGHT_DECAY = 0.004
+"""AdamW's decoupled weight decay when ``weight_decay`` is not set (Keras's own default)."""
 MONITORS = ("val_loss", "val_accuracy")
 """What early stopping (and, with ``keep_weights="best"``, the saved model) follows."""
 KEEP_WEIGHTS = ("best", "last")
@@ -52,7 +54,7 @@ class TrainConfig:
     optimizer: str = "sgd"
     lr: float = 0.01
     l2: float = 1e-4
-    weight_decay: float | None = None  # adamw's decoupled decay; None: Keras's default (0.004)
+    weight_decay: float | None = None  # adamw's decoupled decay; None: ADAMW_WEIGHT_DECAY
     dropout: float | None = None
     patience: int = 5
     monitor: str = "val_loss"
@@ -167,10 +169,14 @@ class TrainConfig:
         return self
 
     @property
+    def resolved_weight_decay(self) -> float:
+        """AdamW's decoupled decay: ``weight_decay``, else :data:`ADAMW_WEIGHT_DECAY`."""
+        return ADAMW_WEIGHT_DECAY if self.weight_decay is None else self.weight_decay
+
+    @property
     def optimizer_label(self) -> str:
         """``"adam (lr 0.001)"``; AdamW with its weight decay: ``"adamw (lr 0.001, weight decay 0.05)"``."""
-        decay = "" if self.optimizer != "adamw" else \
-            f", weight decay {0.004 if self.weight_decay is None else self.weight_decay:g}"
+        decay = f", weight decay {self.resolved_weight_decay:g}" if self.optimizer == "adamw" else ""
         return f"{self.optimizer} (lr {self.lr}{decay})"
 
     def model_kwargs(self) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from tfdeepfake.cli import (
     usage_error,
 )
 from tfdeepfake.config import (
+    ADAMW_WEIGHT_DECAY,
     KEEP_WEIGHTS,
     LR_SCHEDULES,
     MONITORS,
@@ -98,8 +99,7 @@ def build_optimizer(config: TrainConfig, steps_per_epoch: int = 1) -> Any:
         return MomentumSGD(learning_rate=lr, momentum=0.9, **ema)
     if config.optimizer == "adam":
         return keras.optimizers.Adam(learning_rate=lr, **ema)
-    decay = {} if config.weight_decay is None else {"weight_decay": config.weight_decay}
-    optimizer = keras.optimizers.AdamW(learning_rate=lr, **decay, **ema)
+    optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=config.resolved_weight_decay, **ema)
     optimizer.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY))
     return optimizer
 
@@ -667,8 +667,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--l2", type=float, default=d.l2, help="L2 factor on every kernel")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay,
-                   help="with --optimizer adamw: decoupled weight decay (Keras's default 0.004 when not "
-                        "given; biases and normalisation parameters are not decayed), e.g. 0.05 with --l2 0")
+                   help="with --optimizer adamw: decoupled weight decay (Keras's default "
+                        f"{ADAMW_WEIGHT_DECAY} when not given; biases and normalisation parameters are not decayed), e.g. 0.05 with --l2 0")
     p.add_argument("--dropout", type=float, default=d.dropout,
                    help="classifier dropout (default: each model's own, the original's where it has one: "
                         "0.5 for alexnet, none for vgg13, xception, alexnet_rnn)")

@@ -77,8 +77,8 @@ class _Representation(keras.layers.Layer):
 
     REPRESENTATION = "rgb"
     EXTRA_PER_CHANNEL = 0
+    KEEPS_INPUT = True  # the output starts with the input's channels
     DEFAULT_GAIN = 1.0
-    SIDE_DIVISOR = 1
 
     def __init__(self, gain: float | None = None, representation: str | None = None,
                  **kwargs: Any) -> None:
@@ -149,7 +149,7 @@ class HaarSubbands(_Representation):
     REPRESENTATION = "wavelet"
     EXTRA_PER_CHANNEL = 4
     DEFAULT_GAIN = 4.0
-    SIDE_DIVISOR = 2
+    KEEPS_INPUT = False
 
     def call(self, inputs: Any) -> Any:
         x = ops.cast(inputs, self.compute_dtype)
@@ -182,7 +182,7 @@ def input_channels(name: str, channels: int = 3) -> int:
     if name == "rgb":
         return channels
     layer = _LAYERS[name]
-    return channels * (layer.EXTRA_PER_CHANNEL + (layer.SIDE_DIVISOR == 1))
+    return channels * (layer.EXTRA_PER_CHANNEL + layer.KEEPS_INPUT)
 
 
 def model_representation(model: Any) -> str:
