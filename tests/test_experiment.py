@@ -20,11 +20,14 @@ def finished(tmp_path_factory):
         write_tiny_images(root / folder / "real", n, fake=False, seed=seed, prefix="real")
         write_tiny_images(root / folder / "fake", n, fake=True, seed=seed, prefix="fake")
     out = root / "out"
+    from tfdeepfake.config import TrainConfig
+
+    TrainConfig(model="all", optimizer="adam", lr=0.002, l2=0.0).save(root / "rnn.json")  # alexnet_rnn's own
     rc = experiment.main(["--data", str(root / "train"), "--test-data", str(root / "test"),
                           "--cross-data", str(root / "other"), "--models", "alexnet", "alexnet_rnn",
                           "--image-size", "32", "--epochs", "1", "--model-epochs", "alexnet_rnn=2",
                           "--model-image-size", "alexnet_rnn=40", "--model-input", "alexnet_rnn=rgb+wavelet",
-                          "--batch-size", "8",
+                          "--model-config", f"alexnet_rnn={root / 'rnn.json'}", "--batch-size", "8",
                           "--robustness-images", "6", "--cache", "none", "--out", str(out)])
     assert rc == 0
     return root, out
@@ -139,6 +142,39 @@ def test_model_epochs_override_epochs_for_one_model(finished):
     assert json.loads((out / "runs" / "alexnet_rnn" / "metrics.json").read_text())["epochs_run"] == 2
 
 
+def test_model_config_reaches_only_its_model(finished):
+    root, out = finished
+    configs = {name: json.loads((out / "runs" / name / "config.json").read_text())
+               for name in ("alexnet", "alexnet_rnn")}
+    assert (configs["alexnet"]["optimizer"], configs["alexnet"]["lr"], configs["alexnet"]["l2"]) == (
+        "sgd", 0.01, 1e-4)  # TrainConfig's defaults
+    assert (configs["alexnet_rnn"]["optimizer"], configs["alexnet_rnn"]["lr"], configs["alexnet_rnn"]["l2"]) == (
+        "adam", 0.002, 0.0)  # its file, with the experiment's epochs/size/input over it
+    assert (configs["alexnet_rnn"]["epochs"], configs["alexnet_rnn"]["image_size"]) == (2, 40)
+    assert configs["alexnet_rnn"]["input"] == "rgb+wavelet"
+    text = (out / "REPORT.md").read_text()
+    assert f"alexnet_rnn config `{root / 'rnn.json'}`" in text
+    assert "optimizer sgd (lr 0.01), L2 0.0001, dropout" in text  # the setup line gives alexnet's
+    assert "(but see the models line); augmentation" in text
+    saved = experiment.ExperimentConfig.load(out / "experiment.json")[0]
+    assert saved.model_config == {"alexnet_rnn": str(root / "rnn.json")}  # --resume keeps it
+
+
+def test_model_config_over_the_config_file_and_under_per_model_flags(tmp_path):
+    from tfdeepfake.config import TrainConfig
+
+    TrainConfig(model="all", optimizer="adamw", weight_decay=0.5, l2=0.0).save(tmp_path / "all.json")
+    TrainConfig(model="all", optimizer="adam", l2=5e-4, input="rgb+highpass").save(tmp_path / "own.json")
+    cfg = experiment.ExperimentConfig(models=["resnet18", "alexnet"], train_config=str(tmp_path / "all.json"),
+                                      model_config={"alexnet": str(tmp_path / "own.json")},
+                                      model_input={"alexnet": "rgb+wavelet"}, out=str(tmp_path / "o"))
+    member = {m: experiment.base_train_config(cfg, m).validate() for m in cfg.resolved_models()}
+    assert (member["resnet18"].optimizer, member["resnet18"].weight_decay) == ("adamw", 0.5)
+    assert (member["alexnet"].optimizer, member["alexnet"].l2, member["alexnet"].weight_decay) == ("adam", 5e-4, None)
+    assert member["alexnet"].input == "rgb+wavelet"  # --model-input over the file's input
+    assert member["alexnet"].out == str(tmp_path / "o" / "runs" / "alexnet")  # the experiment's layout
+
+
 def test_model_input_reaches_only_its_model_and_the_ensemble_takes_raw_images(finished):
     from tfdeepfake.runs import load_model
 
@@ -173,7 +209,8 @@ def test_bad_model_epochs_exit_2(tmp_path, capsys, entry):
 
 
 @pytest.mark.parametrize("flag, entry", [("--model-epochs", "vit=48"), ("--model-image-size", "vit=48"),
-                                         ("--model-input", "vit=rgb+highpass")])
+                                         ("--model-input", "vit=rgb+highpass"),
+                                         ("--model-config", "vit=configs/recipe-64.json")])
 def test_per_model_values_for_an_untrained_model_are_refused(tmp_path, capsys, flag, entry):
     with pytest.raises(SystemExit) as exc:
         experiment.main(["--models", "alexnet", flag, entry, "--out", str(tmp_path / "o")])
@@ -210,6 +247,16 @@ def test_model_options_reach_only_their_model_over_the_config_file(tmp_path):
 def test_bad_model_options_exit_2_before_training(tmp_path, capsys, entry, says):
     with pytest.raises(SystemExit) as exc:
         experiment.main(["--models", "alexnet", "vit", "--model-option", entry, "--out", str(tmp_path / "o")])
+    assert exc.value.code == 2
+    assert says in capsys.readouterr().err
+    assert not (tmp_path / "o" / "runs").exists()
+
+
+@pytest.mark.parametrize("entry, says", [("alexnet", "MODEL=FILE"), ("alexnet=", "FILE is empty"),
+                                         ("alexnet=no-such.json", "no-such.json")])
+def test_bad_model_config_exits_2_before_training(tmp_path, capsys, entry, says):
+    with pytest.raises(SystemExit) as exc:
+        experiment.main(["--models", "alexnet", "--model-config", entry, "--out", str(tmp_path / "o")])
     assert exc.value.code == 2
     assert says in capsys.readouterr().err
     assert not (tmp_path / "o" / "runs").exists()

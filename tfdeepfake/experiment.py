@@ -71,8 +71,8 @@ class ExperimentConfig:
 
     ``data=None`` is the built-in synthetic demo data; ``test_data=None`` evaluates on the test split
     carved from ``data``. ``train_config`` is a ``TrainConfig`` JSON (e.g. from ``tfdeepfake.tune``) whose
-    optimiser and regularisation settings every model starts from; ``train_options`` (e.g. ``strategy``,
-    ``cache``) are then set on every member's config.
+    optimiser and regularisation settings every model starts from, unless ``model_config`` gives that model
+    a file of its own; ``train_options`` (e.g. ``strategy``, ``cache``) are then set on every member's config.
     """
 
     data: str | None = None
@@ -85,6 +85,7 @@ class ExperimentConfig:
     model_image_size: dict[str, int] = field(default_factory=dict)  # per-model size, over ``image_size``
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-model builder options
     model_input: dict[str, str] = field(default_factory=dict)  # per-model input representation
+    model_config: dict[str, str] = field(default_factory=dict)  # per-model TrainConfig JSON, over train_config
     budget_minutes: float | None = None
     batch_size: int = 32
     ensemble_size: int = 3
@@ -100,7 +101,8 @@ class ExperimentConfig:
         if unknown:
             raise ValueError(f"unknown model(s) {unknown}; expected some of {list(MODEL_NAMES)}")
         for what, per_model in (("model_epochs", self.model_epochs), ("model_image_size", self.model_image_size),
-                                ("model_options", self.model_options), ("model_input", self.model_input)):
+                                ("model_options", self.model_options), ("model_input", self.model_input),
+                                ("model_config", self.model_config)):
             unplanned = sorted(set(per_model) - set(names))
             if unplanned:
                 raise ValueError(f"{what} names {unplanned}, which this experiment does not train ({names})")
@@ -120,8 +122,10 @@ class ExperimentConfig:
 
 # ------------------------------------------------------------------------------------------ training
 def base_train_config(cfg: ExperimentConfig, model: str) -> Any:
-    """The ``TrainConfig`` of one member (``cfg.train_config`` as the base, if given)."""
-    base = TrainConfig.load(cfg.train_config).for_model(model).to_dict() if cfg.train_config else {}
+    """The ``TrainConfig`` of one member: its ``cfg.model_config`` file, else ``cfg.train_config``, as the
+    base (if either is given), then the experiment's own and per-model settings over it."""
+    source = cfg.model_config.get(model, cfg.train_config)
+    base = TrainConfig.load(source).for_model(model).to_dict() if source else {}
     base.update(
         model=model, data=cfg.data, test_data=[], image_size=cfg.image_size_of(model), batch_size=cfg.batch_size,
         seed=cfg.seed, out=str(Path(cfg.out) / "runs" / model), resume=False,
@@ -324,8 +328,9 @@ def write_report(cfg: ExperimentConfig, runs: Mapping[str, Path], members: Seque
     out.mkdir(parents=True, exist_ok=True)
     info = model_info(runs, ensemble_dir, members)
     files = write_plots(out, runs, results, robust)
-    # the recipe line's settings: those of a member without its own --model-input, where there is one
-    first_run = next((run for name, run in runs.items() if name not in cfg.model_input), next(iter(runs.values())))
+    # the recipe line's settings: those of a member without its own --model-input/--model-config, if any
+    first_run = next((run for name, run in runs.items() if name not in cfg.model_input
+                      and name not in cfg.model_config), next(iter(runs.values())))
     train_cfg = json.loads((Path(first_run) / CONFIG_FILE).read_text())
     path = out / REPORT_FILE
     path.write_text(experiment_report(cfg, runs, members, ensemble_dir, sets, results, robust, info,
@@ -396,6 +401,15 @@ def model_epochs_entry(value: str) -> tuple[str, int]:
     return _model_entry(value, "MODEL=N", cli.positive_int)
 
 
+def model_config_entry(value: str) -> tuple[str, str]:
+    """``--model-config`` entry ``MODEL=FILE`` as ``(MODEL, FILE)`` (the file is checked before training)."""
+    def file_name(raw: str) -> str:
+        if not raw.strip():
+            raise ValueError("FILE is empty")
+        return raw
+    return _model_entry(value, "MODEL=FILE", file_name)
+
+
 def model_input_entry(value: str) -> tuple[str, str]:
     """``--model-input`` entry ``MODEL=INPUT`` as ``(MODEL, INPUT)``, INPUT one of the representations."""
     return _model_entry(value, "MODEL=INPUT", check_representation)
@@ -443,6 +457,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-input", nargs="+", type=model_input_entry, default=[], metavar="MODEL=INPUT",
                    help="input representation of one model, over --config's (e.g. alexnet_rnn=rgb+wavelet); "
                         "each member applies its own inside the model, so the ensemble still takes raw images")
+    p.add_argument("--model-config", nargs="+", type=model_config_entry, default=[], metavar="MODEL=FILE",
+                   help="TrainConfig JSON of one model, instead of --config (e.g. "
+                        "alexnet_rnn=configs/recipe-64-flip.json): each member can keep the recipe "
+                        "that validation chose for it; --model-option/--model-input still apply over it")
     p.add_argument("--budget-minutes", type=cli.positive_float, default=None,
                    help="training time for all models together (split equally; each run stops within its share)")
     p.add_argument("--batch-size", type=cli.positive_int, default=d.batch_size)
@@ -492,13 +510,15 @@ def _main(argv: list[str]) -> int:
         cli.input_dir("--cross-data", folder, optional=False)
     if args.train_config:
         cli.input_path("--config", args.train_config)
+    for _, path in args.model_config:
+        cli.input_path("--model-config", path)
     cli.output_dir("--out", args.out, optional=False)
     cfg = ExperimentConfig(
         data=args.data, test_data=args.test_data, cross_data=args.cross_data, models=args.models or [],
         image_size=args.image_size, epochs=args.epochs, model_epochs=dict(args.model_epochs),
         model_image_size=dict(args.model_image_size),
         model_options=per_model_options(args.model_options), model_input=dict(args.model_input),
-        budget_minutes=args.budget_minutes,
+        model_config=dict(args.model_config), budget_minutes=args.budget_minutes,
         batch_size=args.batch_size, ensemble_size=args.ensemble_size,
         robustness_images=args.robustness_images,
         seed=args.seed, train_config=args.train_config, train_options=scale_out_overrides(args),

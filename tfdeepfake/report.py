@@ -178,12 +178,14 @@ def data_line(label: str, index: Any) -> str:
 
 
 def models_setup(cfg: Any, names: Iterable[str]) -> str:
-    """The report's "models: ..." phrase: the models, their sizes, any per-model builder options and inputs."""
+    """The report's "models: ..." phrase: the models, their sizes, any per-model builder options, inputs
+    and TrainConfig files."""
     return (f"models: {', '.join(names)}; image size {cfg.image_size} px"
             + "".join(f" ({m}: {n} px)" for m, n in sorted(cfg.model_image_size.items()))
             + "".join(f"; {m} options " + ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(o.items()))
                       for m, o in sorted(cfg.model_options.items()) if o)
-            + "".join(f"; {m} input {r}" for m, r in sorted(cfg.model_input.items())))
+            + "".join(f"; {m} input {r}" for m, r in sorted(cfg.model_input.items()))
+            + "".join(f"; {m} config `{f}`" for m, f in sorted(cfg.model_config.items())))
 
 
 def experiment_report(cfg: Any, runs: Mapping[str, Path], members: Sequence[str],
@@ -214,7 +216,8 @@ def experiment_report(cfg: Any, runs: Mapping[str, Path], members: Sequence[str]
         "## Setup",
         "",
         f"- {models_setup(cfg, runs)}; batch {cfg.batch_size}; optimizer "
-        f"{t.optimizer_label}, L2 {t.l2}, dropout {t.dropout_label}; augmentation flip/JPEG/blur "
+        f"{t.optimizer_label}, L2 {t.l2}, dropout {t.dropout_label}"
+        f"{' (but see the models line)' if cfg.model_config else ''}; augmentation flip/JPEG/blur "
         f"{t.augment_flip}/{t.augment_jpeg}/{t.augment_blur}{', random crop' if t.augment_crop else ''}"
         f"{f', random shift {t.augment_shift:g}' if t.augment_shift else ''}; "
         f"early-stopping patience {t.patience}"
