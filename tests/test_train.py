@@ -51,6 +51,12 @@ def test_cli_end_to_end(tiny_dataset, tmp_path):
     assert result["tuned"]["threshold"] == pytest.approx(metrics["threshold"])
     # The same model file scores the same folder identically through both paths.
     assert result["roc_auc"] == pytest.approx(metrics["test_data"][str(other)]["roc_auc"], abs=1e-6)
+    # --data repeated: each folder scored in turn, one result each, in order (not only the last folder)
+    both = tmp_path / "both.json"
+    assert evaluate.main([str(out), "--data", str(data), "--data", str(other), "--out", str(both)]) == 0
+    results = json.loads(both.read_text())
+    assert [r["data"] for r in results] == [str(data), str(other)]
+    assert results[1]["roc_auc"] == result["roc_auc"] and results[0]["n_images"] == 24  # every image of data/
 
     # progressive resizing: the same weights at 40 px (--epochs 0 scores them; training on from them is
     # an ordinary fit, and test_warm_start covers the copy)

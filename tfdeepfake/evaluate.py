@@ -1,7 +1,8 @@
-"""Evaluate a model on any folder: ``python -m tfdeepfake.evaluate MODEL --data DIR [--out FILE.json]``.
+"""Evaluate a model on any folder: ``python -m tfdeepfake.evaluate MODEL --data DIR [--data DIR2 ...]
+[--out FILE.json]``.
 
 MODEL is a run folder or a ``.keras`` file. DIR holds ``real/`` and ``fake/`` (every image is used) or
-train/val/test splits (its test split is used). Figures are reported at threshold 0.5 and, when the run
+train/val/test splits (its test split is used); each ``--data`` folder is scored in turn. Figures are reported at threshold 0.5 and, when the run
 recorded one, at the threshold chosen on its validation split (under ``"tuned"``).
 """
 
@@ -82,8 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tfdeepfake.evaluate",
                                 description="Evaluate a detector on a real/fake folder.")
     p.add_argument("model", help="run folder or .keras file")
-    p.add_argument("--data", required=True, help="folder with real/ and fake/ (or a test split)")
-    p.add_argument("--out", help="write the metrics as JSON to this file")
+    p.add_argument("--data", required=True, action="append",
+                   help="folder with real/ and fake/ (or a test split); repeat it to score several folders")
+    p.add_argument("--out", help="write the metrics as JSON to this file (a list of them, one per folder, "
+                                 "when --data is repeated)")
     p.add_argument("--batch-size", type=cli.positive_int, default=32)
     p.add_argument("--image-size", type=cli.positive_int, default=None,
                    help="pipeline size (default: each model or ensemble member at the size it resizes to)")
@@ -95,14 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
 def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     cli.input_path("MODEL", args.model)  # every path checked before the model is loaded
-    cli.input_dir("--data", args.data)
+    for folder in args.data:
+        cli.input_dir("--data", folder)
     out = cli.output_file("--out", args.out)
-    result = evaluate(args.model, args.data, batch_size=args.batch_size,
-                      image_size=args.image_size, threshold=args.threshold)
-    print(format_result(result))
+    results = []
+    for folder in args.data:
+        results.append(evaluate(args.model, folder, batch_size=args.batch_size,
+                                image_size=args.image_size, threshold=args.threshold))
+        print(format_result(results[-1]))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
+        out.write_text(json.dumps(results[0] if len(results) == 1 else results, indent=2) + "\n")
         print(f"metrics written to {out}")
     return 0
 
