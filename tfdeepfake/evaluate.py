@@ -2,8 +2,9 @@
 [--out FILE.json]``.
 
 MODEL is a run folder or a ``.keras`` file. DIR holds ``real/`` and ``fake/`` (every image is used) or
-train/val/test splits (its test split is used); each ``--data`` folder is scored in turn. Figures are reported at threshold 0.5 and, when the run
-recorded one, at the threshold chosen on its validation split (under ``"tuned"``).
+train/val/test splits (its test split is used); each ``--data`` folder is scored in turn, by one loaded
+model. Figures are reported at threshold 0.5 and, when the run recorded one, at the threshold chosen on
+its validation split (under ``"tuned"``).
 """
 
 from __future__ import annotations
@@ -51,20 +52,32 @@ def evaluate(
     image_size: int | None = None, threshold: float | None = None,
 ) -> dict[str, Any]:
     """Score every image of ``data_dir``; return the metrics dict (JSON-ready)."""
+    return evaluate_folders(model_path, [data_dir], batch_size=batch_size, image_size=image_size,
+                            threshold=threshold)[0]
+
+
+def evaluate_folders(
+    model_path: str | Path, data_dirs: Sequence[str | Path], *, batch_size: int = 32,
+    image_size: int | None = None, threshold: float | None = None,
+) -> list[dict[str, Any]]:
+    """:func:`evaluate` on each of ``data_dirs`` in turn, loading the model once."""
     ref = resolve_model(model_path)
     model = load_model(ref.model_path)
-    index = data_mod.index_eval_folder(data_dir)
     tuned = threshold if threshold is not None else ref.threshold
-    result, _, _ = evaluate_index(model, index, threshold=tuned, batch_size=batch_size,
-                                  image_size=image_size, cache=False)  # one pass: memory stays flat
-    members = result.pop("members", None)
-    result.update(
-        model=str(ref.model_path), data=str(data_dir), image_size=image_size or model_image_size(model),
-        skipped=[{"path": p, "reason": r} for p, r in index.skipped],
-    )
-    if members:  # each member's own figures, from the same pass
-        result["members"] = members
-    return result
+    results = []
+    for data_dir in data_dirs:
+        index = data_mod.index_eval_folder(data_dir)
+        result, _, _ = evaluate_index(model, index, threshold=tuned, batch_size=batch_size,
+                                      image_size=image_size, cache=False)  # one pass: memory stays flat
+        members = result.pop("members", None)
+        result.update(
+            model=str(ref.model_path), data=str(data_dir), image_size=image_size or model_image_size(model),
+            skipped=[{"path": p, "reason": r} for p, r in index.skipped],
+        )
+        if members:  # each member's own figures, from the same pass
+            result["members"] = members
+        results.append(result)
+    return results
 
 
 def format_result(result: dict[str, Any]) -> str:
@@ -101,11 +114,10 @@ def _main(argv: list[str]) -> int:
     for folder in args.data:
         cli.input_dir("--data", folder)
     out = cli.output_file("--out", args.out)
-    results = []
-    for folder in args.data:
-        results.append(evaluate(args.model, folder, batch_size=args.batch_size,
-                                image_size=args.image_size, threshold=args.threshold))
-        print(format_result(results[-1]))
+    results = evaluate_folders(args.model, args.data, batch_size=args.batch_size,
+                               image_size=args.image_size, threshold=args.threshold)
+    for result in results:
+        print(format_result(result))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results[0] if len(results) == 1 else results, indent=2) + "\n")

@@ -667,8 +667,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--l2", type=float, default=d.l2, help="L2 factor on every kernel")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay,
-                   help="with --optimizer adamw: decoupled weight decay (Keras's default "
-                        f"{ADAMW_WEIGHT_DECAY} when not given; biases and normalisation parameters are not decayed), e.g. 0.05 with --l2 0")
+                   help=f"with --optimizer adamw: decoupled weight decay (Keras's default {ADAMW_WEIGHT_DECAY} "
+                        "when not given; biases and normalisation parameters are not decayed), e.g. 0.05 "
+                        "with --l2 0")
     p.add_argument("--dropout", type=float, default=d.dropout,
                    help="classifier dropout (default: each model's own, the original's where it has one: "
                         "0.5 for alexnet, none for vgg13, xception, alexnet_rnn)")
