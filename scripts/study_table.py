@@ -40,6 +40,8 @@ def _recipe(config: dict) -> str:
         parts.append("random crop")
     if config.get("augment_shift"):
         parts.append(f"shift {config['augment_shift']:g}")
+    if config.get("augment_erase"):
+        parts.append(f"erase {config['augment_erase']:g}")
     if config.get("model_options"):
         parts += [f"{k}={v}" for k, v in sorted(config["model_options"].items())]
     if config.get("batch_size", 32) != 32:

@@ -689,3 +689,50 @@ def test_mixup_blends_each_batch_with_its_reverse_and_keeps_every_other_draw(tin
     ds = data.make_dataset(rows["path"], rows["label"], image_size=SIZE, batch_size=5,
                            augment=AugmentConfig(mixup=0.4))
     assert set(np.concatenate([y.numpy() for _, y in ds]).ravel()) <= {0.0, 1.0}
+
+
+def test_random_erase_replaces_one_rectangle_by_noise_and_leaves_other_draws_alone():
+    import tensorflow as tf
+
+    n = 32
+    image = np.full((n, n, 3), 77, np.uint8)
+    only_erase = {"flip": False, "jpeg": False, "blur": False, "erase": 1.0}
+    cfg = AugmentConfig(**only_erase)
+    assert cfg.active and not AugmentConfig(flip=False, jpeg=False, blur=False).active
+    sizes, corners = [], set()
+    for k in range(40):
+        out = data.augment_image(tf.constant(image), tf.constant([k, 5], tf.int64), cfg).numpy()
+        changed = np.any(out != 77, axis=-1)
+        ys, xs = np.nonzero(changed)
+        # exactly one axis-aligned rectangle changed (a noise pixel equal to 77 in all channels is
+        # practically impossible), its area within 2-25 % of the image (rounding of its sides aside)
+        box = changed[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+        assert box.all(), k
+        area = box.size / (n * n)
+        assert 0.01 <= area <= 0.30, (k, area)
+        sizes.append(box.shape)
+        corners.add((ys.min(), xs.min()))
+        assert out.min() >= 0 and out.max() <= 255
+        assert out[changed].std() > 30  # noise, not a constant fill
+    assert len(set(sizes)) > 10 and len(corners) > 10  # sizes and places vary
+    # probability 0: unchanged; same seed: same output; probability 0.5: some images untouched
+    seed = tf.constant([3, 4], tf.int64)
+    off = data.augment_image(tf.constant(image), seed, AugmentConfig(**{**only_erase, "erase": 0.0}))
+    np.testing.assert_array_equal(off.numpy(), image.astype(np.float32))
+    np.testing.assert_array_equal(data.augment_image(tf.constant(image), seed, cfg),
+                                  data.augment_image(tf.constant(image), seed, cfg))
+    half = AugmentConfig(**{**only_erase, "erase": 0.5})
+    touched = [bool(np.any(data.augment_image(tf.constant(image), tf.constant([k, 1], tf.int64), half)
+                           .numpy() != 77)) for k in range(40)]
+    assert 8 <= sum(touched) <= 32
+    # switching it on changes no other draw: with the flip, JPEG and blur on, the pixels outside the
+    # erased rectangle are those of the same seed without erasing
+    rng = np.random.default_rng(1)
+    photo = tf.constant(rng.integers(0, 256, (n, n, 3), dtype=np.uint8))
+    base = data.augment_image(photo, seed, AugmentConfig()).numpy()
+    erased = data.augment_image(photo, seed, AugmentConfig(erase=1.0)).numpy()
+    differ = np.any(base != erased, axis=-1)
+    assert 0 < differ.mean() <= 0.30
+    for bad in ({"erase": 1.5}, {"erase_area": (0.3, 0.2)}, {"erase_ratio": (0.0, 1.0)}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            data.augment_image(photo, seed, AugmentConfig(**{**only_erase, **bad}))

@@ -368,3 +368,14 @@ def test_random_shift_flag_reaches_the_pipeline_config_and_is_checked(capsys):
     with pytest.raises(SystemExit):
         train.main(["--model", "alexnet", "--random-shift", "0.5"])
     assert "augment_shift" in capsys.readouterr().err
+
+
+def test_random_erase_flag_reaches_the_pipeline_config_and_is_checked(capsys):
+    config = train.parse_config(["--model", "alexnet", "--random-erase", "0.5"])
+    assert config.augment_erase == 0.5 and train.augment_config(config).erase == 0.5
+    assert train.parse_config(["--model", "alexnet"]).augment_erase == 0  # off by default
+    off = train.parse_config(["--model", "alexnet", "--random-erase", "0.5", "--no-augment"])
+    assert not train.augment_config(off).active
+    with pytest.raises(SystemExit):
+        train.main(["--model", "alexnet", "--random-erase", "1.5"])
+    assert "augment_erase" in capsys.readouterr().err

@@ -73,6 +73,7 @@ class TrainConfig:
     augment_blur: bool = True
     augment_crop: bool = False
     augment_shift: float = 0.0  # random translation, up to this fraction of the side
+    augment_erase: float = 0.0  # probability of random erasing (a rectangle replaced by noise)
     model_options: dict[str, Any] = field(default_factory=dict)
     time_limit_minutes: float | None = None
     # input representation and recipe (#11; see tfdeepfake.models.representations, tfdeepfake.recipe)
@@ -146,6 +147,7 @@ class TrainConfig:
         number(field_("mixup"), self.mixup, low=0)
         number(field_("ema"), self.ema, low=0, high=1, high_open=True)
         number(field_("augment_shift"), self.augment_shift, low=0, high=0.5, high_open=True)
+        number(field_("augment_erase"), self.augment_erase, low=0, high=1)
         choice(field_("strategy"), self.strategy, STRATEGIES)
         choice(field_("cache"), self.cache, CACHE_MODES)
         cli.text(field_("cache_dir"), self.cache_dir, optional=True)

@@ -580,16 +580,21 @@ class AugmentConfig:
     crop_side: tuple[float, float] = (0.8, 1.0)  # the crop's side as a fraction of the image's, from [lo, hi]
     shift: float = 0.0  # random translation by up to this fraction of the side (whole pixels, reflected edge)
     mixup: float = 0.0  # mixup's Beta(alpha, alpha) parameter; 0 = off (see mix_batch)
+    erase: float = 0.0  # probability of random erasing (see _random_erase); 0 = off
+    erase_area: tuple[float, float] = (0.02, 0.25)  # the erased rectangle's area as a fraction of the image's
+    erase_ratio: tuple[float, float] = (0.3, 3.3)  # its aspect ratio (height / width), log-uniform
 
     @property
     def active(self) -> bool:
         """Whether any augmentation is switched on."""
         return bool(self.flip or (self.jpeg and self.jpeg_prob > 0)
-                    or (self.blur and self.blur_prob > 0) or self.crop or self.shift > 0 or self.mixup > 0)
+                    or (self.blur and self.blur_prob > 0) or self.crop or self.shift > 0 or self.mixup > 0
+                    or self.erase > 0)
 
 
 _BLUR_RADIUS = 3  # kernel 7: covers 3 sigma for sigma <= 1
 _MIXUP_SEED = 7  # folded into an image's augmentation seed for its mixup weight (augment_image splits 7)
+_ERASE_SEED = 11  # folded into it for random erasing, likewise
 
 
 def _gaussian_blur(image: Any, sigma: Any) -> Any:
@@ -637,6 +642,38 @@ def _random_crop(x: Any, seed: Any, side: tuple[float, float]) -> Any:
     return tf.ensure_shape(out[0], x.shape)
 
 
+def _random_erase(x: Any, seed: Any, config: AugmentConfig) -> Any:
+    """Random erasing (Zhong et al., 2020): with probability ``config.erase`` replace a rectangle of a
+    float ``(s, s, c)`` image (area a uniform fraction of the image's from ``erase_area``, aspect ratio
+    log-uniform in ``erase_ratio``, clipped to the image, at a uniform position) by uniform noise in
+    0-255. Nothing outside it moves or is resampled, so the face keeps its alignment and fine detail.
+    Its seed is folded out of the image's own, so switching it on changes no other draw."""
+    import tensorflow as tf
+
+    p, (a_lo, a_hi), (r_lo, r_hi) = config.erase, config.erase_area, config.erase_ratio
+    if not 0 <= p <= 1:
+        raise ValueError(f"AugmentConfig.erase must be a probability in [0, 1]; got {p}")
+    if not 0 < a_lo <= a_hi <= 1:
+        raise ValueError(f"AugmentConfig.erase_area must be (lo, hi) with 0 < lo <= hi <= 1; got {config.erase_area}")
+    if not 0 < r_lo <= r_hi:
+        raise ValueError(f"AugmentConfig.erase_ratio must be (lo, hi) with 0 < lo <= hi; got {config.erase_ratio}")
+    own = tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), _ERASE_SEED)
+    s = tf.random.experimental.stateless_split(own, num=5)
+    h, w = x.shape[0], x.shape[1]
+    area = tf.random.stateless_uniform([], s[0], minval=a_lo, maxval=a_hi) * float(h * w)
+    ratio = tf.exp(tf.random.stateless_uniform([], s[1], minval=math.log(r_lo), maxval=math.log(r_hi)))
+    eh = tf.clip_by_value(tf.cast(tf.round(tf.sqrt(area * ratio)), tf.int32), 1, h)
+    ew = tf.clip_by_value(tf.cast(tf.round(tf.sqrt(area / ratio)), tf.int32), 1, w)
+    pos = tf.random.stateless_uniform([2], s[2])
+    y0 = tf.cast(pos[0] * tf.cast(h - eh + 1, tf.float32), tf.int32)
+    x0 = tf.cast(pos[1] * tf.cast(w - ew + 1, tf.float32), tf.int32)
+    rows, cols = tf.range(h)[:, None, None], tf.range(w)[None, :, None]
+    inside = (rows >= y0) & (rows < y0 + eh) & (cols >= x0) & (cols < x0 + ew)
+    inside &= tf.random.stateless_uniform([], s[3]) < p
+    noise = tf.random.stateless_uniform(x.shape, s[4], minval=0.0, maxval=255.0)
+    return tf.ensure_shape(tf.where(inside, noise, x), x.shape)
+
+
 def shift_pixels(shift: float, size: int) -> int:
     """The largest translation, in whole pixels, that ``AugmentConfig.shift`` allows at ``size`` px."""
     if not 0 <= shift < 0.5:
@@ -661,7 +698,8 @@ def augment_image(image: Any, seed: Any, config: AugmentConfig) -> Any:
     """Augment one uint8 ``(s, s, 3)`` image with stateless ops; return float32 in 0-255.
 
     ``seed`` is a shape-``(2,)`` integer tensor: same seed, same result. The crop and the shift (when on)
-    come first, so the JPEG and blur act on the image at the size the model sees.
+    come first, so the JPEG and blur act on the image at the size the model sees; random erasing (when
+    on) comes last, so its noise is not re-compressed or blurred.
     """
     import tensorflow as tf
 
@@ -697,6 +735,8 @@ def augment_image(image: Any, seed: Any, config: AugmentConfig) -> Any:
         x = tf.cond(tf.random.stateless_uniform([], seeds[3]) < config.blur_prob,
                     lambda: _gaussian_blur(src_x, sigma), lambda: src_x)
         x = tf.ensure_shape(tf.clip_by_value(x, 0.0, 255.0), shape)
+    if config.erase > 0:
+        x = _random_erase(x, seed, config)
     return x
 
 
