@@ -711,7 +711,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-erase", dest="augment_erase", type=float, default=d.augment_erase,
                    metavar="P",
                    help="with probability P replace a random rectangle (2-25 %% of the image) by noise, "
-                        "nothing else moved or resampled (random erasing; default 0: off)")
+                        "nothing else moved or resampled (random erasing; default 0: off); on rvf10k at 0.5 it "
+                        "cost resnet18 at 64 px validation AUC 0.952 -> 0.942 over 10 epochs, see STUDY.md")
     p.add_argument("--no-augment", action="store_true", help="switch all augmentation off")
     p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                    help="an option the model's builder declares (repeatable; VALUE read as JSON, else "
