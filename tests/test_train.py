@@ -359,23 +359,17 @@ def test_random_crop_flag_reaches_the_pipeline_config():
     assert not train.augment_config(off).active
 
 
-def test_random_shift_flag_reaches_the_pipeline_config_and_is_checked(capsys):
-    config = train.parse_config(["--model", "alexnet", "--random-shift", "0.0625"])
-    assert config.augment_shift == 0.0625 and train.augment_config(config).shift == 0.0625
-    assert train.parse_config(["--model", "alexnet"]).augment_shift == 0  # off by default
-    off = train.parse_config(["--model", "alexnet", "--random-shift", "0.1", "--no-augment"])
+@pytest.mark.parametrize("flag, field, pipeline, value, bad", [
+    ("--random-shift", "augment_shift", "shift", 0.0625, "0.5"),
+    ("--random-erase", "augment_erase", "erase", 0.5, "1.5"),
+])
+def test_augment_flag_reaches_the_pipeline_config_and_is_checked(capsys, flag, field, pipeline, value, bad):
+    config = train.parse_config(["--model", "alexnet", flag, str(value)])
+    assert getattr(config, field) == value and getattr(train.augment_config(config), pipeline) == value
+    assert getattr(train.parse_config(["--model", "alexnet"]), field) == 0  # off by default
+    off = train.parse_config(["--model", "alexnet", flag, str(value), "--no-augment"])
     assert not train.augment_config(off).active
     with pytest.raises(SystemExit):
-        train.main(["--model", "alexnet", "--random-shift", "0.5"])
-    assert "augment_shift" in capsys.readouterr().err
+        train.main(["--model", "alexnet", flag, bad])
+    assert field in capsys.readouterr().err
 
-
-def test_random_erase_flag_reaches_the_pipeline_config_and_is_checked(capsys):
-    config = train.parse_config(["--model", "alexnet", "--random-erase", "0.5"])
-    assert config.augment_erase == 0.5 and train.augment_config(config).erase == 0.5
-    assert train.parse_config(["--model", "alexnet"]).augment_erase == 0  # off by default
-    off = train.parse_config(["--model", "alexnet", "--random-erase", "0.5", "--no-augment"])
-    assert not train.augment_config(off).active
-    with pytest.raises(SystemExit):
-        train.main(["--model", "alexnet", "--random-erase", "1.5"])
-    assert "augment_erase" in capsys.readouterr().err
