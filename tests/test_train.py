@@ -372,4 +372,3 @@ def test_augment_flag_reaches_the_pipeline_config_and_is_checked(capsys, flag, f
     with pytest.raises(SystemExit):
         train.main(["--model", "alexnet", flag, bad])
     assert field in capsys.readouterr().err
-

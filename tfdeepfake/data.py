@@ -660,18 +660,23 @@ def _random_erase(x: Any, seed: Any, config: AugmentConfig) -> Any:
     own = tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), _ERASE_SEED)
     s = tf.random.experimental.stateless_split(own, num=5)
     h, w = x.shape[0], x.shape[1]
-    area = tf.random.stateless_uniform([], s[0], minval=a_lo, maxval=a_hi) * float(h * w)
-    ratio = tf.exp(tf.random.stateless_uniform([], s[1], minval=math.log(r_lo), maxval=math.log(r_hi)))
-    eh = tf.clip_by_value(tf.cast(tf.round(tf.sqrt(area * ratio)), tf.int32), 1, h)
-    ew = tf.clip_by_value(tf.cast(tf.round(tf.sqrt(area / ratio)), tf.int32), 1, w)
-    pos = tf.random.stateless_uniform([2], s[2])
-    y0 = tf.cast(pos[0] * tf.cast(h - eh + 1, tf.float32), tf.int32)
-    x0 = tf.cast(pos[1] * tf.cast(w - ew + 1, tf.float32), tf.int32)
-    rows, cols = tf.range(h)[:, None, None], tf.range(w)[None, :, None]
-    inside = (rows >= y0) & (rows < y0 + eh) & (cols >= x0) & (cols < x0 + ew)
-    inside &= tf.random.stateless_uniform([], s[3]) < p
-    noise = tf.random.stateless_uniform(x.shape, s[4], minval=0.0, maxval=255.0)
-    return tf.ensure_shape(tf.where(inside, noise, x), x.shape)
+
+    def erase() -> Any:
+        area = tf.random.stateless_uniform([], s[0], minval=a_lo, maxval=a_hi) * float(h * w)
+        ratio = tf.exp(tf.random.stateless_uniform([], s[1], minval=math.log(r_lo), maxval=math.log(r_hi)))
+        eh = tf.clip_by_value(tf.cast(tf.round(tf.sqrt(area * ratio)), tf.int32), 1, h)
+        ew = tf.clip_by_value(tf.cast(tf.round(tf.sqrt(area / ratio)), tf.int32), 1, w)
+        pos = tf.random.stateless_uniform([2], s[2])
+        y0 = tf.cast(pos[0] * tf.cast(h - eh + 1, tf.float32), tf.int32)
+        x0 = tf.cast(pos[1] * tf.cast(w - ew + 1, tf.float32), tf.int32)
+        rows, cols = tf.range(h)[:, None, None], tf.range(w)[None, :, None]
+        inside = (rows >= y0) & (rows < y0 + eh) & (cols >= x0) & (cols < x0 + ew)
+        noise = tf.random.stateless_uniform(x.shape, s[4], minval=0.0, maxval=255.0)
+        return tf.where(inside, noise, x)
+
+    # as the JPEG and blur: the rectangle and its noise are drawn only for the images erased
+    out = tf.cond(tf.random.stateless_uniform([], s[3]) < p, erase, lambda: x)
+    return tf.ensure_shape(out, x.shape)
 
 
 def shift_pixels(shift: float, size: int) -> int:
