@@ -232,6 +232,29 @@ def test_config_file_sets_defaults_and_flags_win(tmp_path):
         train.parse_config(["--config", str(tmp_path / "missing.json")])
 
 
+def test_split_seed_keeps_the_split_while_seed_changes_the_weights(tiny_dataset, tmp_path):
+    from tfdeepfake.ensemble import shared_validation_split
+    from tfdeepfake.runs import resolve_model
+
+    data = tiny_dataset(10, size=32)
+    common = ["--model", "alexnet", "--data", str(data), "--image-size", "32", "--epochs", "1",
+              "--batch-size", "8", "--no-augment"]
+    runs = {name: tmp_path / name for name in ("s3", "s4split3", "s4")}
+    for name, seeds in (("s3", ["--seed", "3"]), ("s4split3", ["--seed", "4", "--split-seed", "3"]),
+                        ("s4", ["--seed", "4"])):
+        assert train.main([*common, *seeds, "--out", str(runs[name])]) == 0
+    splits = {name: pd.read_csv(out / "split.csv") for name, out in runs.items()}
+    pd.testing.assert_frame_equal(splits["s3"], splits["s4split3"])
+    assert not splits["s3"]["split"].equals(splits["s4"]["split"])  # --seed alone moves the split
+    config = json.loads((runs["s4split3"] / "config.json").read_text())
+    assert (config["seed"], config["split_seed"]) == (4, 3)
+    assert "seed 4, split seed 3" in (runs["s4split3"] / "report.md").read_text()
+    weights = [load_model(runs[n] / "model.keras").weights[0].numpy() for n in ("s3", "s4split3")]
+    assert not np.array_equal(*weights)  # other initial weights
+    refs = [resolve_model(runs[n]) for n in runs]
+    assert shared_validation_split(refs[:2]) is not None and shared_validation_split(refs) is None
+
+
 def test_time_limit_stops_before_overrunning(tiny_dataset, tmp_path, capsys):
     data = tiny_dataset(8, size=32)
     out = tmp_path / "run"
@@ -346,6 +369,9 @@ def test_bad_recipe_flags_name_the_field(capsys):
     with pytest.raises(SystemExit):
         train.main(["--model", "alexnet", "--max-per-class", "0"])
     assert "max_per_class" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train.main(["--model", "alexnet", "--split-seed", "-1"])
+    assert "split_seed" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         train.main(["--model", "alexnet", "--monitor", "val_auc"])
     assert "--monitor" in capsys.readouterr().err

@@ -40,6 +40,9 @@ class TrainConfig:
     ``monitor`` is what early stopping follows (``val_accuracy`` as the original, or ``val_loss``);
     ``keep_weights`` whether the run keeps its best epoch by ``monitor`` or its last one (the
     original's); ``max_per_class`` caps the images per class before the split (seeded sample).
+    ``seed`` seeds the weights, augmentation and dropout, and the split unless ``split_seed`` is set:
+    runs with another ``seed`` but the same ``split_seed`` share their validation split (an ensemble of
+    them is chosen and thresholded on it).
     ``model_options`` are the options the model's builder declares
     (``tfdeepfake.models.model_options``, e.g. ``{"size": "small"}`` for ``vit``); with ``model="all"``
     each model gets the ones it declares.
@@ -61,6 +64,7 @@ class TrainConfig:
     keep_weights: str = "best"
     max_per_class: int | None = None
     seed: int = 1337
+    split_seed: int | None = None  # None: seed
     out: str | None = None
     precision: str = "auto"
     jit_compile: bool = False
@@ -131,6 +135,7 @@ class TrainConfig:
         choice(field_("keep_weights"), self.keep_weights, KEEP_WEIGHTS)
         number(field_("max_per_class"), self.max_per_class, low=1, integer=True, optional=True)
         number(field_("seed"), self.seed, low=0, high=2**32 - 1, integer=True)
+        number(field_("split_seed"), self.split_seed, low=0, high=2**32 - 1, integer=True, optional=True)
         number(field_("val_fraction"), self.val_fraction, low=0, high=1, high_open=True)
         number(field_("test_fraction"), self.test_fraction, low=0, high=1, high_open=True)
         total = self.val_fraction + self.test_fraction
@@ -174,6 +179,17 @@ class TrainConfig:
     def resolved_weight_decay(self) -> float:
         """AdamW's decoupled decay: ``weight_decay``, else :data:`ADAMW_WEIGHT_DECAY`."""
         return ADAMW_WEIGHT_DECAY if self.weight_decay is None else self.weight_decay
+
+    @property
+    def resolved_split_seed(self) -> int:
+        """The seed of the split (and of the balancing and ``max_per_class`` samples)."""
+        return self.seed if self.split_seed is None else self.split_seed
+
+    @property
+    def seed_label(self) -> str:
+        """``"seed 7"``; with another split seed ``"seed 7, split seed 1337"``."""
+        split = "" if self.resolved_split_seed == self.seed else f", split seed {self.split_seed}"
+        return f"seed {self.seed}{split}"
 
     @property
     def optimizer_label(self) -> str:

@@ -234,7 +234,7 @@ def eval_sets(cfg: ExperimentConfig) -> dict[str, Any]:
     else:  # the test split carved from --data, as train made it
         t = base_train_config(cfg, cfg.resolved_models()[0])
         sets = {"test": data_mod.index_folder(cfg.data or demo.demo_dataset(), val_fraction=t.val_fraction,
-                                              test_fraction=t.test_fraction, seed=t.seed)}
+                                              test_fraction=t.test_fraction, seed=t.resolved_split_seed)}
     for folder in cfg.cross_data:  # the label names plot files: the folder's name, made unique
         label = base = Path(folder).resolve().name or "cross"
         copy = 1

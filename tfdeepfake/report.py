@@ -74,7 +74,7 @@ def run_report(config: Any, index: Any, results: Mapping[str, Any]) -> str:
         ),
         f"- image size {config.resolved_image_size}, batch {config.batch_size}, optimizer "
         f"{config.optimizer_label}, L2 {config.l2}, dropout {config.dropout_label}, "
-        f"precision {config.precision} ({config.resolved_precision}), seed {config.seed}",
+        f"precision {config.precision} ({config.resolved_precision}), {config.seed_label}",
         f"- parameters: {results['params']:,}; epochs run: {results['epochs_run']} "
         f"(best {results['best_epoch']} by {results.get('monitor', 'val_loss')}, weights of epoch "
         f"{results.get('kept_epoch', results['best_epoch'])} kept); training time {results['train_seconds']} s",

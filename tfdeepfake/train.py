@@ -451,7 +451,7 @@ def _train(config: TrainConfig, log: Log, strategy: Any, worker: Worker) -> Path
         root = Path(config.data)
     index = data_mod.index_folder(
         root, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
-        seed=config.seed, balance=config.balance, max_per_class=config.max_per_class,
+        seed=config.resolved_split_seed, balance=config.balance, max_per_class=config.max_per_class,
     )
     log(index.summary())
     if "val" not in index.counts():
@@ -683,7 +683,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-per-class", type=int, default=d.max_per_class, metavar="N",
                    help="use at most N images per class, a seeded sample drawn before the split "
                         "(the original: 25000)")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="seeds the weights, augmentation and dropout, and the split unless --split-seed "
+                        "(default: %(default)s)")
+    p.add_argument("--split-seed", type=int, default=d.split_seed, metavar="SEED",
+                   help="seed of the train/val/test split alone (default: --seed); runs with other --seed "
+                        "values and one --split-seed share a validation split, so an ensemble of them "
+                        "is chosen and thresholded on it")
     p.add_argument("--out", default=None, help="run folder (default runs/<model>-<timestamp>)")
     p.add_argument("--precision", choices=(*PRECISIONS, "auto"), default=d.precision,
                    help="'auto' (default) picks mixed_bfloat16 on CPUs with native bf16 (AVX-512 BF16 / "

@@ -191,7 +191,7 @@ def _tune(base: TrainConfig, *, algorithm: str, max_trials: int, objective: str,
     keras.utils.set_random_seed(base.seed)
     index = data_mod.index_folder(
         base.data or demo.demo_dataset(), val_fraction=base.val_fraction,
-        test_fraction=base.test_fraction, seed=base.seed, balance=base.balance)
+        test_fraction=base.test_fraction, seed=base.resolved_split_seed, balance=base.balance)
     print_line(index.summary())
     if index.rows("val").empty:
         raise ValueError(f"{index.root}: no validation images (tuning is scored on validation)")
