@@ -42,12 +42,16 @@ def _recipe(config: dict) -> str:
         parts.append(f"shift {config['augment_shift']:g}")
     if config.get("augment_erase"):
         parts.append(f"erase {config['augment_erase']:g}")
+    if config.get("augment_subpixel"):
+        parts.append(f"subpixel {config['augment_subpixel']:g} px")
     if config.get("model_options"):
         parts += [f"{k}={v}" for k, v in sorted(config["model_options"].items())]
     if config.get("batch_size", 32) != 32:
         parts.append(f"batch {config['batch_size']}, lr {config['lr']:g}")
     if config.get("init_from"):
         parts.append(f"from {Path(config['init_from']).name}")
+    if config.get("split_seed") is not None and config["split_seed"] != config.get("seed"):
+        parts.append(f"seed {config['seed']} (split {config['split_seed']})")
     return ", ".join(parts)
 
 

@@ -619,6 +619,47 @@ def test_random_shift_moves_whole_pixels_and_leaves_other_draws_alone():
     np.testing.assert_array_equal(a, b[:6])
 
 
+def test_subpixel_shift_moves_a_ramp_by_less_than_a_pixel_and_leaves_other_draws_alone():
+    import tensorflow as tf
+
+    n = 24
+    # a ramp along x (8 levels per pixel) and along y (7 per pixel): a bilinear shift by (dy, dx) moves
+    # every interior value by exactly -8 dx and -7 dy, up to the rounding to uint8 (1/8 and 1/7 px)
+    yy, xx = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    ramp = np.stack([40 + 8 * xx, 40 + 7 * yy, 40 + 4 * xx + 4 * yy], -1).astype(np.uint8)
+    only = {"flip": False, "jpeg": False, "blur": False, "subpixel": 0.5}
+    cfg = AugmentConfig(**only)
+    assert cfg.active
+    moves = []
+    for k in range(30):
+        out = data.augment_image(tf.constant(ramp), tf.constant([k, 5], tf.int64), cfg).numpy()
+        assert out.shape == (n, n, 3) and out.dtype == np.float32
+        inner = (out - ramp.astype(np.float32))[2:-2, 2:-2]
+        dx, dy = -inner[..., 0].mean() / 8, -inner[..., 1].mean() / 7
+        assert abs(dx) <= 0.5 + 0.08 and abs(dy) <= 0.5 + 0.08, (k, dx, dy)
+        # one translation for the whole image: the same offset everywhere inside, up to rounding
+        assert np.abs(inner[..., 0] + 8 * dx).max() <= 1.0 and np.abs(inner[..., 1] + 7 * dy).max() <= 1.0
+        own = tf.random.experimental.stateless_fold_in(tf.constant([k, 5], tf.int64), data._SUBPIXEL_SEED)
+        drawn = tf.random.stateless_uniform([2], own, minval=-0.5, maxval=0.5).numpy()
+        np.testing.assert_allclose((dy, dx), drawn, atol=0.08)  # the content moves by the draw, down/right
+        moves.append((dy, dx))
+    moves = np.array(moves)
+    assert (moves.min(0) < -0.25).all() and (moves.max(0) > 0.25).all()  # both ways on both axes
+    seed = tf.constant([3, 4], tf.int64)
+    np.testing.assert_array_equal(data.augment_image(tf.constant(ramp), seed, cfg),
+                                  data.augment_image(tf.constant(ramp), seed, cfg))
+    off = data.augment_image(tf.constant(ramp), seed, AugmentConfig(**{**only, "subpixel": 0.0}))
+    np.testing.assert_array_equal(off.numpy(), ramp.astype(np.float32))
+    with pytest.raises(ValueError, match="subpixel"):
+        data.augment_image(tf.constant(ramp), seed, AugmentConfig(**{**only, "subpixel": 1.0}))
+    # switching it on changes no other draw: with flip, JPEG and blur on, the result is those of the
+    # same seed applied to the shifted image
+    photo = tf.constant(np.random.default_rng(1).integers(0, 256, (n, n, 3), dtype=np.uint8))
+    shifted = data._subpixel_shift(photo, seed, 0.5)
+    both = data.augment_image(photo, seed, AugmentConfig(subpixel=0.5)).numpy()
+    np.testing.assert_array_equal(both, data.augment_image(shifted, seed, AugmentConfig()).numpy())
+
+
 def test_replica_batches_leave_no_replica_an_empty_batch(tiny_dataset):
     # the sizes: every item once, a whole number of rounds, no empty batch, at most one over the batch
     for n in range(2, 60):

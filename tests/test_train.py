@@ -388,6 +388,7 @@ def test_random_crop_flag_reaches_the_pipeline_config():
 @pytest.mark.parametrize("flag, field, pipeline, value, bad", [
     ("--random-shift", "augment_shift", "shift", 0.0625, "0.5"),
     ("--random-erase", "augment_erase", "erase", 0.5, "1.5"),
+    ("--random-subpixel", "augment_subpixel", "subpixel", 0.5, "1"),
 ])
 def test_augment_flag_reaches_the_pipeline_config_and_is_checked(capsys, flag, field, pipeline, value, bad):
     config = train.parse_config(["--model", "alexnet", flag, str(value)])

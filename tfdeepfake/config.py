@@ -78,6 +78,7 @@ class TrainConfig:
     augment_crop: bool = False
     augment_shift: float = 0.0  # random translation, up to this fraction of the side
     augment_erase: float = 0.0  # probability of random erasing (a rectangle replaced by noise)
+    augment_subpixel: float = 0.0  # random translation by up to this many input pixels, below one
     model_options: dict[str, Any] = field(default_factory=dict)
     time_limit_minutes: float | None = None
     # input representation and recipe (#11; see tfdeepfake.models.representations, tfdeepfake.recipe)
@@ -153,6 +154,7 @@ class TrainConfig:
         number(field_("ema"), self.ema, low=0, high=1, high_open=True)
         number(field_("augment_shift"), self.augment_shift, low=0, high=0.5, high_open=True)
         number(field_("augment_erase"), self.augment_erase, low=0, high=1)
+        number(field_("augment_subpixel"), self.augment_subpixel, low=0, high=1, high_open=True)
         choice(field_("strategy"), self.strategy, STRATEGIES)
         choice(field_("cache"), self.cache, CACHE_MODES)
         cli.text(field_("cache_dir"), self.cache_dir, optional=True)

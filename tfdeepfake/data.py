@@ -579,6 +579,7 @@ class AugmentConfig:
     crop: bool = False  # random crop of most of the face, resized back to the image size
     crop_side: tuple[float, float] = (0.8, 1.0)  # the crop's side as a fraction of the image's, from [lo, hi]
     shift: float = 0.0  # random translation by up to this fraction of the side (whole pixels, reflected edge)
+    subpixel: float = 0.0  # random translation by up to this many pixels, below one (bilinear, see _subpixel_shift)
     mixup: float = 0.0  # mixup's Beta(alpha, alpha) parameter; 0 = off (see mix_batch)
     erase: float = 0.0  # probability of random erasing (see _random_erase); 0 = off
     erase_area: tuple[float, float] = (0.02, 0.25)  # the erased rectangle's area as a fraction of the image's
@@ -589,12 +590,13 @@ class AugmentConfig:
         """Whether any augmentation is switched on."""
         return bool(self.flip or (self.jpeg and self.jpeg_prob > 0)
                     or (self.blur and self.blur_prob > 0) or self.crop or self.shift > 0 or self.mixup > 0
-                    or self.erase > 0)
+                    or self.erase > 0 or self.subpixel > 0)
 
 
 _BLUR_RADIUS = 3  # kernel 7: covers 3 sigma for sigma <= 1
 _MIXUP_SEED = 7  # folded into an image's augmentation seed for its mixup weight (augment_image splits 7)
 _ERASE_SEED = 11  # folded into it for random erasing, likewise
+_SUBPIXEL_SEED = 13  # and for the sub-pixel shift
 
 
 def _gaussian_blur(image: Any, sigma: Any) -> Any:
@@ -699,10 +701,30 @@ def _random_shift(image: Any, seed: Any, pixels: int) -> Any:
     return tf.ensure_shape(out, image.shape)
 
 
+def _subpixel_shift(image: Any, seed: Any, pixels: float) -> Any:
+    """Translate a uint8 ``(s, s, c)`` image by a uniform real offset in ``[-pixels, pixels]`` along each
+    axis (``0 <= pixels < 1``), resampled bilinearly with reflected edges and rounded back to uint8: the
+    face moves by less than one pixel, so it stays on the grid the aligned data puts it on (a whole-pixel
+    ``_random_shift`` does not), while the exact pixel values vary. Its seed is folded out of the image's
+    own, so switching it on changes no other draw."""
+    import tensorflow as tf
+
+    if not 0 <= pixels < 1:
+        raise ValueError(f"AugmentConfig.subpixel must be a number of pixels in [0, 1); got {pixels}")
+    own = tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), _SUBPIXEL_SEED)
+    dy, dx = tf.unstack(tf.random.stateless_uniform([2], own, minval=-pixels, maxval=pixels))
+    # output (x, y) samples input (x - dx, y - dy): the content moves by (+dx, +dy)
+    transform = tf.stack([1.0, 0.0, -dx, 0.0, 1.0, -dy, 0.0, 0.0])[None]
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=tf.cast(image, tf.float32)[None], transforms=transform, output_shape=tf.shape(image)[:2],
+        fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT")[0]
+    return tf.ensure_shape(tf.cast(tf.round(tf.clip_by_value(out, 0.0, 255.0)), tf.uint8), image.shape)
+
+
 def augment_image(image: Any, seed: Any, config: AugmentConfig) -> Any:
     """Augment one uint8 ``(s, s, 3)`` image with stateless ops; return float32 in 0-255.
 
-    ``seed`` is a shape-``(2,)`` integer tensor: same seed, same result. The crop and the shift (when on)
+    ``seed`` is a shape-``(2,)`` integer tensor: same seed, same result. The crop and the shifts (when on)
     come first, so the JPEG and blur act on the image at the size the model sees; random erasing (when
     on) comes last, so its noise is not re-compressed or blurred.
     """
@@ -717,6 +739,8 @@ def augment_image(image: Any, seed: Any, config: AugmentConfig) -> Any:
     pixels = shift_pixels(config.shift, shape[0])
     if pixels:
         image = _random_shift(image, seeds[6], pixels)
+    if config.subpixel:
+        image = _subpixel_shift(image, seed, config.subpixel)
     if config.flip:
         image = tf.image.stateless_random_flip_left_right(image, seeds[0])
     if config.jpeg and config.jpeg_prob > 0:

@@ -220,7 +220,8 @@ def experiment_report(cfg: Any, runs: Mapping[str, Path], members: Sequence[str]
         f"{' (but see the models line)' if cfg.model_config else ''}; augmentation flip/JPEG/blur "
         f"{t.augment_flip}/{t.augment_jpeg}/{t.augment_blur}{', random crop' if t.augment_crop else ''}"
         f"{f', random shift {t.augment_shift:g}' if t.augment_shift else ''}"
-        f"{f', random erasing {t.augment_erase:g}' if t.augment_erase else ''}; "
+        f"{f', random erasing {t.augment_erase:g}' if t.augment_erase else ''}"
+        f"{f', sub-pixel shift {t.augment_subpixel:g} px' if t.augment_subpixel else ''}; "
         f"early-stopping patience {t.patience}"
         + (f"; training budget {cfg.budget_minutes} min in all" if cfg.budget_minutes else ""),
         f"- recipe: learning-rate schedule {t.lr_schedule}, label smoothing {t.label_smoothing}"
