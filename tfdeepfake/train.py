@@ -723,7 +723,8 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="PIXELS",
                    help="random translation by up to PIXELS (below 1) of the input along each axis, "
                         "resampled bilinearly: the face stays within a pixel of where the aligned data "
-                        "puts it (default 0: off)")
+                        "puts it (default 0: off); on rvf10k at 0.5 it cost resnet18 at 64 px validation "
+                        "AUC 0.952 -> 0.942 over 10 epochs, see STUDY.md")
     p.add_argument("--no-augment", action="store_true", help="switch all augmentation off")
     p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                    help="an option the model's builder declares (repeatable; VALUE read as JSON, else "
