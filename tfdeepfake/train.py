@@ -708,23 +708,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-crop", dest="augment_crop", action="store_true",
                    help="random square crop of 80-100 %% of the image's side, resized back (off by default; "
                         "on rvf10k at 64 px it lowered validation AUC from 0.899 to 0.815, see STUDY.md)")
-    p.add_argument("--random-shift", dest="augment_shift", type=float, default=d.augment_shift,
-                   metavar="FRACTION",
-                   help="random translation by up to this fraction of the image's side, in whole pixels "
-                        "with reflected edges, nothing resampled (default 0: off), e.g. 0.0625 = 4 px at 64 px; "
-                        "on rvf10k it makes a model robust to misaligned faces but cost resnet18 at 64 px "
-                        "validation AUC 0.930 -> 0.887 over 10 epochs, see STUDY.md")
-    p.add_argument("--random-erase", dest="augment_erase", type=float, default=d.augment_erase,
-                   metavar="P",
-                   help="with probability P replace a random rectangle (2-25 %% of the image) by noise, "
-                        "nothing else moved or resampled (random erasing; default 0: off); on rvf10k at 0.5 it "
-                        "cost resnet18 at 64 px validation AUC 0.952 -> 0.942 over 10 epochs, see STUDY.md")
-    p.add_argument("--random-subpixel", dest="augment_subpixel", type=float, default=d.augment_subpixel,
-                   metavar="PIXELS",
-                   help="random translation by up to PIXELS (below 1) of the input along each axis, "
-                        "resampled bilinearly: the face stays within a pixel of where the aligned data "
-                        "puts it (default 0: off); on rvf10k at 0.5 it cost resnet18 at 64 px validation "
-                        "AUC 0.952 -> 0.942 over 10 epochs, see STUDY.md")
+    for flag, dest, metavar, text in (
+        ("--random-shift", "augment_shift", "FRACTION",
+         "random translation by up to this fraction of the image's side, in whole pixels with reflected "
+         "edges, nothing resampled (default 0: off), e.g. 0.0625 = 4 px at 64 px; on rvf10k it makes a model "
+         "robust to misaligned faces but cost resnet18 at 64 px validation AUC 0.930 -> 0.887 over 10 epochs"),
+        ("--random-erase", "augment_erase", "P",
+         "with probability P replace a random rectangle (2-25 %% of the image) by noise, nothing else moved "
+         "or resampled (random erasing; default 0: off); on rvf10k at 0.5 it cost resnet18 at 64 px "
+         "validation AUC 0.952 -> 0.942 over 10 epochs"),
+        ("--random-subpixel", "augment_subpixel", "PIXELS",
+         "random translation by up to PIXELS (below 1) of the input along each axis, resampled bilinearly: "
+         "the face stays within a pixel of where the aligned data puts it (default 0: off); on rvf10k at 0.5 "
+         "it cost resnet18 at 64 px validation AUC 0.952 -> 0.942 over 10 epochs"),
+    ):  # augmentation amounts, each off at 0 (see STUDY.md for the figures)
+        p.add_argument(flag, dest=dest, type=float, default=getattr(d, dest), metavar=metavar,
+                       help=f"{text}, see STUDY.md")
     p.add_argument("--no-augment", action="store_true", help="switch all augmentation off")
     p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                    help="an option the model's builder declares (repeatable; VALUE read as JSON, else "
