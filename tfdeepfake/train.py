@@ -803,10 +803,9 @@ def scale_out_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values = {k: v for k, v in vars(args).items()
               if k not in ("no_augment", "config", "model_option", "vit_size", "debug")}
-    if args.no_augment:
-        values.update(augment_flip=False, augment_jpeg=False, augment_blur=False, augment_crop=False,
-                      augment_shift=0.0, mixup=0.0, augment_erase=0.0,
-                      augment_subpixel=0.0)
+    if args.no_augment:  # every augment_* switch off and every amount 0, mixup too
+        values.update({k: False if isinstance(v, bool) else 0.0 for k, v in values.items()
+                       if k.startswith("augment_")}, mixup=0.0)
     file_options = values.get("model_options") or {}  # from --config FILE: those the model declares
     options = {k: v for k, v in file_options.items() if k in declared_options(args.model)}
     options.update(parse_option(text) for text in args.model_option)
