@@ -32,6 +32,8 @@ def _recipe(config: dict) -> str:
         parts.append(f"adamw wd {ADAMW_WEIGHT_DECAY if decay is None else decay:g}")
     if config.get("mixup"):
         parts.append(f"mixup {config['mixup']:g}")
+    if config.get("sam"):
+        parts.append(f"sam {config['sam']:g}")
     if config.get("ema"):
         parts.append(f"ema {config['ema']:g}")
     if config.get("tta_flip"):

@@ -88,6 +88,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     mixup: float = 0.0  # mixup's Beta(alpha, alpha); 0 = off (tfdeepfake.data.mix_batch)
     ema: float = 0.0  # EMA momentum of the weights; 0 = off
+    sam: float = 0.0  # sharpness-aware steps of this radius; 0 = off (tfdeepfake.optim.use_sam)
     tta_flip: bool = False
     init_from: str | None = None  # a run folder or .keras file whose weights start this run
     # scale out (#12): tf.distribute strategy; cache of decoded train/val images (auto: memory when
@@ -152,6 +153,7 @@ class TrainConfig:
         number(field_("label_smoothing"), self.label_smoothing, low=0, high=1, high_open=True)
         number(field_("mixup"), self.mixup, low=0)
         number(field_("ema"), self.ema, low=0, high=1, high_open=True)
+        number(field_("sam"), self.sam, low=0)
         number(field_("augment_shift"), self.augment_shift, low=0, high=0.5, high_open=True)
         number(field_("augment_erase"), self.augment_erase, low=0, high=1)
         number(field_("augment_subpixel"), self.augment_subpixel, low=0, high=1, high_open=True)

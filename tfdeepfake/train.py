@@ -59,7 +59,7 @@ from tfdeepfake.metrics import binary_metrics, choose_threshold, evaluation_repo
 from tfdeepfake.models import build_model
 from tfdeepfake.models.registry import parse_option
 from tfdeepfake.models.vit import VIT_SIZES
-from tfdeepfake.optim import MomentumSGD  # momentum updated in place: less memory
+from tfdeepfake.optim import MomentumSGD, use_sam  # in-place momentum: less memory; SAM steps
 from tfdeepfake.recipe import ema_callbacks, learning_rate, training_metrics
 from tfdeepfake.report import comparison_table, run_report
 from tfdeepfake.runs import (
@@ -114,13 +114,16 @@ def augment_config(config: TrainConfig) -> data_mod.AugmentConfig:
 
 def compile_model(model: Any, config: TrainConfig, steps_per_epoch: int = 1) -> Any:
     """BCE on the logit (as the original's BCEWithLogitsLoss; ``--label-smoothing``); accuracy at
-    P(fake) = 0.5 and ROC AUC (read against each blend's dominant label under ``--mixup``)."""
+    P(fake) = 0.5 and ROC AUC (read against each blend's dominant label under ``--mixup``);
+    sharpness-aware steps under ``--sam``."""
     model.compile(
         optimizer=build_optimizer(config, steps_per_epoch),
         loss=keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
         metrics=training_metrics(config.mixup),
         jit_compile=config.jit_compile,
     )
+    if config.sam:
+        use_sam(model, config.sam)
     return model
 
 
@@ -754,6 +757,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="blend training images and their labels in pairs with weights from Beta(ALPHA, "
                         "ALPHA), e.g. 0.2 (default 0: off; --no-augment switches it off too); on rvf10k "
                         "it cost resnet18 at 64 px validation AUC 0.945 -> 0.940 over 10 epochs, see STUDY.md")
+    g.add_argument("--sam", type=float, nargs="?", const=0.05, default=d.sam, metavar="RHO",
+                   help="sharpness-aware minimisation: each step's gradient is taken at the weights moved "
+                        "by RHO along the normalised gradient (0.05 when given alone; default 0: off); "
+                        "twice the cost of a step, see STUDY.md")
     g.add_argument("--ema", type=float, nargs="?", const=0.99, default=d.ema, metavar="MOMENTUM",
                    help="keep an exponential moving average of the weights (momentum 0.99 when given "
                         "alone) and validate, save and score with it")
