@@ -760,7 +760,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sam", type=float, nargs="?", const=0.05, default=d.sam, metavar="RHO",
                    help="sharpness-aware minimisation: each step's gradient is taken at the weights moved "
                         "by RHO along the normalised gradient (0.05 when given alone; default 0: off); "
-                        "twice the cost of a step, see STUDY.md")
+                        "a second forward and backward pass per step; on rvf10k at 0.05 it tied resnet18 at 64 px "
+                        "(validation AUC 0.952 -> 0.950 over 10 epochs) at about 1.6 times the cost, see STUDY.md")
     g.add_argument("--ema", type=float, nargs="?", const=0.99, default=d.ema, metavar="MOMENTUM",
                    help="keep an exponential moving average of the weights (momentum 0.99 when given "
                         "alone) and validate, save and score with it")
