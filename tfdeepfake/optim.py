@@ -72,24 +72,23 @@ def sam_train_step(model: Any, data: Any, rho: float) -> dict[str, Any]:
     own ``train_step`` with the ascent and the second pass added."""
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     variables = model.trainable_variables
-    with tf.GradientTape() as tape:
-        y_pred = model(x, training=True)
-        loss = model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
-        model._loss_tracker.update_state(loss, sample_weight=tf.shape(tf.nest.flatten(x)[0])[0])
-        loss = model.optimizer.scale_loss(loss)
-    gradients = tape.gradient(loss, variables)
+
+    def gradient() -> tuple[Any, Any, list[Any]]:  # Keras' private loss, as its own train_step uses it
+        with tf.GradientTape() as tape:
+            y_pred = model(x, training=True)
+            loss = model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+            scaled = model.optimizer.scale_loss(loss)
+        return y_pred, loss, tape.gradient(scaled, variables)
+
+    y_pred, loss, gradients = gradient()
+    model._loss_tracker.update_state(loss, sample_weight=tf.shape(tf.nest.flatten(x)[0])[0])
     scale = rho / (tf.linalg.global_norm([g for g in gradients if g is not None]) + SAM_EPSILON)
     moves = [None if g is None else tf.cast(g * scale, v.dtype) for g, v in zip(gradients, variables, strict=True)]
     state = [(v, tf.identity(v)) for v in model.non_trainable_variables]
     for variable, move in zip(variables, moves, strict=True):
         if move is not None:
             variable.assign_add(move)
-    with tf.GradientTape() as tape:
-        moved_pred = model(x, training=True)
-        moved_loss = model._compute_loss(x=x, y=y, y_pred=moved_pred, sample_weight=sample_weight,
-                                         training=True)
-        moved_loss = model.optimizer.scale_loss(moved_loss)
-    gradients = tape.gradient(moved_loss, variables)
+    _, _, gradients = gradient()  # at the moved weights
     for variable, move in zip(variables, moves, strict=True):
         if move is not None:
             variable.assign_sub(move)
