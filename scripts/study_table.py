@@ -34,6 +34,8 @@ def _recipe(config: dict) -> str:
         parts.append(f"mixup {config['mixup']:g}")
     if config.get("sam"):
         parts.append(f"sam {config['sam']:g}")
+    if config.get("teacher"):
+        parts.append(f"distill {config.get('distill', 0.5):g} from {Path(config['teacher']).name}")
     if config.get("ema"):
         parts.append(f"ema {config['ema']:g}")
     if config.get("tta_flip"):

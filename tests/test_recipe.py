@@ -279,11 +279,11 @@ def test_compiled_run_with_a_schedule_loads_with_plain_keras(tmp_path):
 def test_mixup_metrics_read_the_dominant_label():
     y = np.array([[0.7], [0.2], [1.0], [0.0]], "f4")  # two blends, two plain images
     logits = np.array([[2.0], [1.0], [-0.5], [-3.0]], "f4")  # right, wrong, wrong, right
-    accuracy, auc = training_metrics(0.2)
+    accuracy, auc = training_metrics(True)
     assert isinstance(accuracy, DominantLabelAccuracy) and isinstance(auc, DominantLabelAUC)
     accuracy.update_state(y, logits)
     assert float(accuracy.result()) == pytest.approx(0.5)
-    plain_accuracy, plain_auc = training_metrics(0.0)
+    plain_accuracy, plain_auc = training_metrics(False)
     assert type(plain_accuracy) is keras.metrics.BinaryAccuracy and type(plain_auc) is keras.metrics.AUC
     plain_accuracy.update_state(y, logits)
     assert float(plain_accuracy.result()) == pytest.approx(0.25)  # the blends count as wrong too
@@ -292,7 +292,7 @@ def test_mixup_metrics_read_the_dominant_label():
     plain_auc.update_state(y, logits)  # counts the 0.2 blend as a positive: 1.0
     assert float(plain_auc.result()) > 0.9
     hard = np.array([[1.0], [0.0], [1.0], [0.0]], "f4")  # on hard labels: the plain metrics' figures
-    for ours, theirs in zip(training_metrics(0.2), training_metrics(0.0), strict=True):
+    for ours, theirs in zip(training_metrics(True), training_metrics(False), strict=True):
         ours.update_state(hard, logits)
         theirs.update_state(hard, logits)
         assert float(ours.result()) == pytest.approx(float(theirs.result()))

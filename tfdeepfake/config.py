@@ -90,6 +90,8 @@ class TrainConfig:
     ema: float = 0.0  # EMA momentum of the weights; 0 = off
     sam: float = 0.0  # sharpness-aware steps of this radius; 0 = off (tfdeepfake.optim.use_sam)
     tta_flip: bool = False
+    teacher: str | None = None  # a model whose P(fake) enters the training targets (tfdeepfake.distill)
+    distill: float = 0.5  # the teacher's weight in those targets
     init_from: str | None = None  # a run folder or .keras file whose weights start this run
     # scale out (#12): tf.distribute strategy; cache of decoded train/val images (auto: memory when
     # they fit cache_budget_gb, None = half the available memory, else files in cache_dir or the run)
@@ -114,6 +116,8 @@ class TrainConfig:
         cli.text(field_("data"), self.data, optional=True)
         cli.text(field_("out"), self.out, optional=True)
         cli.text(field_("init_from"), self.init_from, optional=True)
+        cli.text(field_("teacher"), self.teacher, optional=True)
+        number(field_("distill"), self.distill, low=0, high=1, low_open=True)
         if not isinstance(self.test_data, list | tuple):
             raise cli.usage_error(field_("test_data"), self.test_data, "a list of folders")
         for folder in self.test_data:

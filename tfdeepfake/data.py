@@ -810,8 +810,11 @@ def make_dataset(
     epoch: Any = None,
     shard: tuple[int, int] | None = None,
     replicas: int = 1,
+    targets: Sequence[float] | None = None,
 ) -> Any:
-    """tf.data pipeline yielding ``(images float32 (b, s, s, 3) in 0-255, labels float32 (b, 1))``.
+    """tf.data pipeline yielding ``(images float32 (b, s, s, 3) in 0-255, labels float32 (b, 1))``;
+    with ``targets`` (one in [0, 1] per image, e.g. ``train --teacher``'s soft targets) those take the
+    labels' place in the batches.
 
     [``shard=(n, i)``: the first ``len // n * n`` files, every n-th from the i-th, so each of n
     workers reads and decodes only its equal share] -> read + decode + bilinear resize (parallel, order
@@ -838,6 +841,13 @@ def make_dataset(
         raise DataError("make_dataset: no images")
     if not np.isin(labels_arr, (0, 1)).all():
         raise ValueError("make_dataset: labels must be 0 (real) or 1 (fake)")
+    values = labels_arr.astype(np.float32)
+    if targets is not None:
+        values = np.asarray(targets, dtype=np.float32).reshape(-1)
+        if values.shape != labels_arr.shape:
+            raise ValueError(f"make_dataset: {len(paths)} paths but {values.size} targets")
+        if not (np.isfinite(values).all() and (values >= 0).all() and (values <= 1).all()):
+            raise ValueError("make_dataset: targets must lie in [0, 1]")
     if int(image_size) < _MIN_IMAGE_SIZE:
         raise ValueError(f"make_dataset: image_size must be >= {_MIN_IMAGE_SIZE}, got {image_size}")
     if int(batch_size) < 1:
@@ -851,7 +861,7 @@ def make_dataset(
         image = _resize_uint8(_decode_rgb(tf.io.read_file(path)), size)
         return image, tf.reshape(tf.cast(label, tf.float32), [1])
 
-    ds = tf.data.Dataset.from_tensor_slices((paths, labels_arr.astype(np.int32)))
+    ds = tf.data.Dataset.from_tensor_slices((paths, values))
     if shard is not None and shard[0] > 1:  # before decoding: a worker never decodes another's images
         n_shards, shard_index = shard
         ds = ds.take(len(paths) // n_shards * n_shards).shard(n_shards, shard_index)
@@ -946,8 +956,10 @@ def dataset_for(
     epoch: Any = None,
     shard: tuple[int, int] | None = None,
     replicas: int = 1,
+    targets: Sequence[float] | None = None,
 ) -> Any:
-    """:func:`make_dataset` over one split of ``index`` (``seed`` defaults to the index's seed)."""
+    """:func:`make_dataset` over one split of ``index`` (``seed`` defaults to the index's seed;
+    ``targets`` in the split's row order)."""
     rows = index.rows(split)
     if rows.empty:
         have = ", ".join(index.counts()) or "none"
@@ -956,7 +968,7 @@ def dataset_for(
         rows["path"].tolist(), rows["label"].tolist(), image_size=image_size,
         batch_size=batch_size, training=training, augment=augment,
         seed=index.seed if seed is None else seed, cache=cache, epoch=epoch,
-        shard=shard, replicas=replicas,
+        shard=shard, replicas=replicas, targets=targets,
     )
 
 
@@ -1036,12 +1048,17 @@ def resolve_cache(mode: str, n_bytes: int, budget: int, cache_dir: str | Path, n
     return str(prefix)
 
 
-def cache_name(paths: Sequence[str], image_size: int, shard: tuple[int, int] | None = None) -> str:
-    """A disk-cache file name unique to the files, their order, the size and the shard (so a kept
-    cache is reused only by a pipeline that would write the same one)."""
+def cache_name(paths: Sequence[str], image_size: int, shard: tuple[int, int] | None = None,
+               targets: Sequence[float] | None = None) -> str:
+    """A disk-cache file name unique to the files, their order, the size, the shard and the soft
+    ``targets`` it stores in the labels' place, if any (so a kept cache is reused only by a pipeline
+    that would write the same one)."""
     import hashlib
 
-    digest = hashlib.sha1("\n".join(map(str, paths)).encode()).hexdigest()[:12]
+    h = hashlib.sha1("\n".join(map(str, paths)).encode())
+    if targets is not None:
+        h.update(np.asarray(targets, dtype=np.float32).tobytes())
+    digest = h.hexdigest()[:12]
     part = f"-w{shard[1]}of{shard[0]}" if shard and shard[0] > 1 else ""
     return f"cache-{image_size}px-{len(paths)}-{digest}{part}"
 
@@ -1069,12 +1086,14 @@ class CachePlan:
         self.disk: list[str] = []
 
     def choose(self, split: str, paths: Sequence[str], image_size: int,
-               shard: tuple[int, int] | None = None, log: Any = print) -> bool | str:
-        """The ``cache`` argument for one split (of one worker's shard); memory use is booked."""
+               shard: tuple[int, int] | None = None, log: Any = print,
+               targets: Sequence[float] | None = None) -> bool | str:
+        """The ``cache`` argument for one split (of one worker's shard; ``targets``: the soft targets
+        the cache stores with the images); memory use is booked."""
         shards = shard[0] if shard else 1
         n_bytes = cache_bytes(len(paths) // shards, image_size)
         choice = resolve_cache(self.mode, n_bytes, self.budget, self.cache_dir,
-                               cache_name(paths, image_size, shard))
+                               cache_name(paths, image_size, shard, targets))
         if choice is True:
             self.budget -= n_bytes
         elif choice:

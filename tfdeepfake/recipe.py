@@ -14,7 +14,8 @@ it sooner. ``train --ema M`` keeps an exponential moving average of the weights 
 momentum ``M``): validation, the checkpoint (``model.keras``) and every later score use the averaged
 weights (:func:`ema_callbacks`). BatchNorm statistics are not averaged (they follow the raw weights).
 ``train --mixup ALPHA`` blends training images and their labels in pairs (``data.mix_batch``); the
-training accuracy and AUC then read each blend's dominant label (:func:`training_metrics`).
+training accuracy and AUC then read each blend's dominant label (:func:`training_metrics`), as they do
+for ``train --teacher``'s soft targets (``tfdeepfake.distill``).
 """
 
 from __future__ import annotations
@@ -121,10 +122,10 @@ class DominantLabelAUC(keras.metrics.AUC):
         return super().update_state(_dominant(y_true), y_pred, sample_weight)
 
 
-def training_metrics(mixup: float) -> list[keras.metrics.Metric]:
-    """``accuracy`` at P(fake) = 0.5 (threshold 0 on the logit) and ROC ``auc``; with mixup on, their
-    dominant-label forms."""
-    accuracy, auc = ((DominantLabelAccuracy, DominantLabelAUC) if mixup > 0
+def training_metrics(soft_labels: bool) -> list[keras.metrics.Metric]:
+    """``accuracy`` at P(fake) = 0.5 (threshold 0 on the logit) and ROC ``auc``; for targets that are not
+    0/1 (``--mixup``, ``--teacher``), their dominant-label forms."""
+    accuracy, auc = ((DominantLabelAccuracy, DominantLabelAUC) if soft_labels
                      else (keras.metrics.BinaryAccuracy, keras.metrics.AUC))
     return [accuracy(threshold=0.0, name="accuracy"), auc(from_logits=True, name="auc")]
 

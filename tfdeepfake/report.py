@@ -225,7 +225,8 @@ def experiment_report(cfg: Any, runs: Mapping[str, Path], members: Sequence[str]
         f"early-stopping patience {t.patience}"
         + (f"; training budget {cfg.budget_minutes} min in all" if cfg.budget_minutes else ""),
         f"- recipe: learning-rate schedule {t.lr_schedule}, label smoothing {t.label_smoothing}"
-        f"{f', mixup {t.mixup:g}' if t.mixup else ''}{f', SAM rho {t.sam:g}' if t.sam else ''}, EMA {t.ema}, "
+        f"{f', mixup {t.mixup:g}' if t.mixup else ''}{f', SAM rho {t.sam:g}' if t.sam else ''}"
+        f"{f', distilled from {t.teacher} (weight {t.distill:g})' if t.teacher else ''}, EMA {t.ema}, "
         f"input {t.input}{' (but see the models line)' if cfg.model_input else ''}, "
         f"test-time flip averaging {t.tta_flip}",
         f"- ensemble: probability average of the {len(members)} best member(s) by validation ROC AUC: "

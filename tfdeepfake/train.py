@@ -53,6 +53,7 @@ from tfdeepfake.config import (
     declared_options,
 )
 from tfdeepfake.console import Log, print_line
+from tfdeepfake.distill import distill_targets
 from tfdeepfake.distribute import CACHE_MODES, STRATEGIES, Worker, cluster_tasks
 from tfdeepfake.hardware import precision_policy
 from tfdeepfake.metrics import binary_metrics, choose_threshold, evaluation_report, logit_loss
@@ -119,7 +120,7 @@ def compile_model(model: Any, config: TrainConfig, steps_per_epoch: int = 1) -> 
     model.compile(
         optimizer=build_optimizer(config, steps_per_epoch),
         loss=keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
-        metrics=training_metrics(config.mixup),
+        metrics=training_metrics(config.mixup > 0 or bool(config.teacher)),
         jit_compile=config.jit_compile,
     )
     if config.sam:
@@ -430,11 +431,12 @@ def check_paths(config: TrainConfig) -> None:
     input_dir("--data", config.data)
     for folder in config.test_data:
         input_dir("--test-data", folder, optional=False)
-    if config.init_from:
-        try:
-            resolve_model(config.init_from)
-        except (FileNotFoundError, ValueError) as exc:
-            raise usage_error("--init-from", config.init_from, f"a run folder or .keras file ({exc})") from None
+    for flag, value in (("--init-from", config.init_from), ("--teacher", config.teacher)):
+        if value:
+            try:
+                resolve_model(value)
+            except (FileNotFoundError, ValueError) as exc:
+                raise usage_error(flag, value, f"a run folder or .keras file ({exc})") from None
 
 
 def _train(config: TrainConfig, log: Log, strategy: Any, worker: Worker) -> Path:
@@ -469,6 +471,10 @@ def _train(config: TrainConfig, log: Log, strategy: Any, worker: Worker) -> Path
         config.save(out / CONFIG_FILE)
         index.write_manifest(out / "split.csv")
 
+    targets = None  # before the seed: a teacher changes the targets, not the initialisation
+    if config.teacher:
+        targets = distill_targets(config.teacher, config.distill, index, out if worker.chief else None,
+                                  batch_size=config.batch_size, log=log)
     keras.utils.set_random_seed(config.seed)
     precision = keras.mixed_precision.global_policy().name
     image_size = config.resolved_image_size
@@ -479,7 +485,7 @@ def _train(config: TrainConfig, log: Log, strategy: Any, worker: Worker) -> Path
 
     common = {"image_size": image_size, "batch_size": config.batch_size, "seed": config.seed, "log": log}
     train_ds = split_dataset(index, "train", strategy, caches, training=True, augment=augment, epoch=epoch,
-                             **common)
+                             targets=targets, **common)
     val_ds = split_dataset(index, "val", strategy, caches, training=False, **common)
 
     with strategy.scope():
@@ -546,7 +552,8 @@ def split_dataset(index: Any, split: str, strategy: Any, caches: data_mod.CacheP
     from tfdeepfake.distribute import distributed_datasets
 
     def make(per_replica_batch: Callable[[int], int], shard: tuple[int, int] | None, replicas: int) -> Any:
-        cache = caches.choose(cache_label or split, index.rows(split)["path"].tolist(), image_size, shard, log)
+        cache = caches.choose(cache_label or split, index.rows(split)["path"].tolist(), image_size, shard, log,
+                              kwargs.get("targets"))
         return data_mod.dataset_for(index, split, image_size=image_size, seed=seed, cache=cache,
                                     batch_size=per_replica_batch(batch_size), shard=shard,
                                     replicas=replicas, **kwargs)
@@ -763,6 +770,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "by RHO along the normalised gradient (0.05 when given alone; default 0: off); "
                         "a second forward and backward pass per step; on rvf10k at 0.05 it tied resnet18 at 64 px "
                         "(validation AUC 0.952 -> 0.950 over 10 epochs) at about 1.6 times the cost, see STUDY.md")
+    g.add_argument("--teacher", default=None, metavar="MODEL",
+                   help="knowledge distillation: train on (1 - W) x label + W x this model's P(fake) "
+                        "(a run folder, .keras file or ensemble folder, trained without this run's "
+                        "validation images; W is --distill), e.g. one model taught by an ensemble")
+    g.add_argument("--distill", type=float, default=d.distill, metavar="W",
+                   help="the teacher's weight W in the targets (default %(default)s)")
     g.add_argument("--ema", type=float, nargs="?", const=0.99, default=d.ema, metavar="MOMENTUM",
                    help="keep an exponential moving average of the weights (momentum 0.99 when given "
                         "alone) and validate, save and score with it")

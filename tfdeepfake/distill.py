@@ -1,0 +1,122 @@
+"""Knowledge distillation (#11): a trained model's P(fake) as part of each training image's target.
+
+``train --teacher MODEL --distill W`` scores every training image once with MODEL (a run folder, a
+``.keras`` file or an ensemble's folder; each member at its own input size, flip averaging included where
+it was trained with it), on the image as decoded, before augmentation, and trains on the target
+``(1 - W) * label + W * P_teacher(fake)`` instead of the 0/1 label (Hinton et al., 2015, at temperature 1:
+BCE on that target is ``1 - W`` times the label's loss plus ``W`` times the loss against the teacher's
+probability, up to a constant). ``--mixup`` blends these targets as it blends labels; label smoothing
+applies on top. Typical use: compress an ensemble into one model of one member's serving cost.
+
+The teacher must not have seen this run's validation or test images (its knowledge of them would flow
+into the targets and make the validation figures optimistic): where the teacher's runs recorded their
+split (``split.csv``), any of this run's validation/test images among their training images is refused
+(:func:`check_teacher`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tfdeepfake import data as data_mod
+from tfdeepfake.console import Log, print_line
+from tfdeepfake.runs import load_model, resolve_model
+from tfdeepfake.scoring import at_size, score_by_member
+
+TEACHER_FILE = "teacher.csv"
+"""Written in the run folder: each training image's label, teacher P(fake) and target."""
+_SPLIT_FILE = "split.csv"  # as ensemble.SPLIT_FILE and DataIndex.write_manifest (no import: it pulls export)
+_ENSEMBLE_FILE = "ensemble.json"  # as ensemble.ENSEMBLE_FILE
+
+
+def soft_targets(labels: Sequence[int] | np.ndarray, teacher: Sequence[float] | np.ndarray,
+                 weight: float) -> np.ndarray:
+    """``(1 - weight) * labels + weight * teacher`` as float32, checked: labels 0/1, teacher in [0, 1],
+    the same length, ``weight`` in [0, 1]."""
+    y = np.asarray(labels, dtype=np.float64).reshape(-1)
+    p = np.asarray(teacher, dtype=np.float64).reshape(-1)
+    if y.shape != p.shape:
+        raise ValueError(f"soft_targets: {y.size} labels but {p.size} teacher probabilities")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError("soft_targets: labels must be 0 (real) or 1 (fake)")
+    if not (np.isfinite(p).all() and (p >= 0).all() and (p <= 1).all()):
+        raise ValueError("soft_targets: teacher probabilities must lie in [0, 1]")
+    if not 0 <= weight <= 1:
+        raise ValueError(f"soft_targets: weight must be in [0, 1], got {weight}")
+    return ((1.0 - weight) * y + weight * p).astype(np.float32)
+
+
+def teacher_runs(teacher: str | Path) -> list[tuple[str, Path | None]]:
+    """``(name, run folder or None)`` of each model inside ``teacher``: the members of an ensemble's
+    folder (its ``ensemble.json``), else the teacher itself."""
+    ref = resolve_model(teacher)
+    record = ref.run_dir / _ENSEMBLE_FILE if ref.run_dir else None
+    if record is not None and record.is_file():
+        members = json.loads(record.read_text()).get("members", [])
+        return [(m.get("name", m["model"]), resolve_model(m["model"]).run_dir) for m in members]
+    return [(ref.name, ref.run_dir)]
+
+
+def check_teacher(teacher: str | Path, index: data_mod.DataIndex, log: Log = print_line) -> None:
+    """Refuse a teacher any of whose runs trained on one of ``index``'s validation or test images
+    (``ValueError`` naming the run and an image); log the runs whose split is unknown."""
+    held_out = {str(Path(p).resolve()) for split in ("val", "test") if split in index.counts()
+                for p in index.rows(split)["path"]}
+    for name, run_dir in teacher_runs(teacher):
+        manifest = run_dir / _SPLIT_FILE if run_dir else None
+        if manifest is None or not manifest.is_file():
+            log(f"teacher {name}: no {_SPLIT_FILE} beside it, so whether it saw this run's validation "
+                "images cannot be checked")
+            continue
+        frame = pd.read_csv(manifest)
+        trained = {str(Path(p).resolve()) for p in frame.loc[frame["split"] == "train", "path"]}
+        overlap = sorted(trained & held_out)
+        if overlap:
+            raise ValueError(
+                f"--teacher {teacher}: its run {run_dir} trained on {len(overlap)} of this run's validation/"
+                f"test images (e.g. {overlap[0]}), so they would not be held out; train the teacher on "
+                "the same split (the same --data and --split-seed) or on other images")
+
+
+def teacher_probabilities(teacher: str | Path, index: data_mod.DataIndex, *, batch_size: int = 32,
+                          split: str = "train") -> np.ndarray:
+    """The teacher's P(fake) on each image of ``index``'s ``split``, in the split's row order (each
+    ensemble member at its own input size, as ``evaluate`` scores)."""
+    model = load_model(resolve_model(teacher).model_path)
+    batches = at_size(data_mod.dataset_for, index, split, batch_size=batch_size, cache=False)
+    labels, scores, _ = score_by_member(model, batches)
+    expected = index.rows(split)["label"].to_numpy().astype(int)
+    if labels.shape != expected.shape:  # a file that failed to decode was dropped: order lost
+        raise data_mod.DataError(
+            f"--teacher: {expected.size - labels.size} of the {expected.size} {split} images could not be "
+            "decoded, so the teacher's scores cannot be matched to images")
+    return np.asarray(scores, dtype=np.float64)
+
+
+def distill_targets(teacher: str | Path, weight: float, index: data_mod.DataIndex, out: Path | None, *,
+                    batch_size: int = 32, log: Log = print_line) -> np.ndarray:
+    """Checked teacher (:func:`check_teacher`), its P(fake) on the training images and their targets
+    (:func:`soft_targets`), logged and written to ``out/teacher.csv``; returns the targets in the
+    training split's row order."""
+    check_teacher(teacher, index, log)
+    rows = index.rows("train")
+    labels = rows["label"].to_numpy().astype(int)
+    p = teacher_probabilities(teacher, index, batch_size=batch_size)
+    targets = soft_targets(labels, p, weight)
+    agree = float(np.mean((p >= 0.5) == labels.astype(bool)))
+    log(f"teacher {teacher}: accuracy {agree:.3f} on the {labels.size} training images at 0.5, mean "
+        f"P(fake) {p[labels == 1].mean():.3f} on fakes and {p[labels == 0].mean():.3f} on real; "
+        f"targets = {1 - weight:g} x label + {weight:g} x teacher")
+    if out is not None:
+        pd.DataFrame({"path": rows["path"].to_numpy(), "label": labels, "teacher": p,
+                      "target": targets}).to_csv(Path(out) / TEACHER_FILE, index=False)
+    return targets
+
+
+__all__ = ["TEACHER_FILE", "check_teacher", "distill_targets", "soft_targets", "teacher_probabilities",
+           "teacher_runs"]
