@@ -113,6 +113,10 @@ def test_a_teacher_that_saw_the_validation_images_is_refused(tiny_dataset, tmp_p
     other = data_mod.index_folder(data, val_fraction=0.25, test_fraction=0.0, seed=1337)
     with pytest.raises(ValueError, match=f"its run {teacher}"):
         check_teacher(ensemble, other)
+    (ensemble / "ensemble.json").write_text(json.dumps(
+        {"members": [{"name": "gone", "model": str(tmp_path / "gone" / "model.keras")}]}))
+    with pytest.raises(FileNotFoundError, match="member gone's model"):
+        teacher_runs(ensemble)
     with pytest.raises(ValueError, match="--teacher"):
         train.check_paths(train.parse_config(["--model", "alexnet", "--data", str(data), "--teacher",
                                               str(tmp_path / "none")]))

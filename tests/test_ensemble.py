@@ -82,6 +82,8 @@ def test_ensemble_folder_contract_and_fusion():
     info = json.loads((run / "ensemble.json").read_text())
     assert [m["name"] for m in info["members"]] == ["resnet18-test", "alexnet-test"]
     assert [m["image_size"] for m in info["members"]] == [32, 48]
+    # absolute: the record is read from other working folders (train --teacher ENSEMBLE)
+    assert [m["model"] for m in info["members"]] == [str((r / "model.keras").resolve()) for r in hm.member_runs()]
     np.testing.assert_allclose(info["weights"], [1 / 3, 2 / 3])
     expected_threshold = (0.4 * 1 + 0.7 * 2) / 3  # weighted mean of the members' thresholds
     ref = resolve_model(run)

@@ -4,8 +4,8 @@
 ``.keras`` file or an ensemble's folder; each member at its own input size, flip averaging included where
 it was trained with it), on the image as decoded, before augmentation, and trains on the target
 ``(1 - W) * label + W * P_teacher(fake)`` instead of the 0/1 label (Hinton et al., 2015, at temperature 1:
-BCE on that target is ``1 - W`` times the label's loss plus ``W`` times the loss against the teacher's
-probability, up to a constant). ``--mixup`` blends these targets as it blends labels; label smoothing
+BCE is linear in its target, so the loss is exactly ``1 - W`` times the label's plus ``W`` times the one
+against the teacher's probability). ``--mixup`` blends these targets as it blends labels; label smoothing
 applies on top. Typical use: compress an ensemble into one model of one member's serving cost.
 
 The teacher must not have seen this run's validation or test images (its knowledge of them would flow
@@ -57,8 +57,13 @@ def teacher_runs(teacher: str | Path) -> list[tuple[str, Path | None]]:
     ref = resolve_model(teacher)
     record = ref.run_dir / _ENSEMBLE_FILE if ref.run_dir else None
     if record is not None and record.is_file():
-        members = json.loads(record.read_text()).get("members", [])
-        return [(m.get("name", m["model"]), resolve_model(m["model"]).run_dir) for m in members]
+        found = []
+        for m in json.loads(record.read_text()).get("members", []):
+            if not Path(m["model"]).exists():
+                raise FileNotFoundError(f"--teacher {teacher}: its member {m.get('name')}'s model {m['model']} "
+                                        f"(from {record}) does not exist")
+            found.append((m.get("name", m["model"]), resolve_model(m["model"]).run_dir))
+        return found
     return [(ref.name, ref.run_dir)]
 
 

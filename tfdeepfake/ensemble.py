@@ -235,7 +235,7 @@ def create_ensemble(
         "name": name, "mode": mode, "weights": norm, "threshold": threshold,
         "threshold_source": source,
         "members": [
-            {"name": m.name, "model": str(ref.model_path), "threshold": ref.threshold,
+            {"name": m.name, "model": str(ref.model_path.resolve()), "threshold": ref.threshold,
              "image_size": model_image_size(m), "weight": w}
             for m, ref, w in zip(members, refs, norm, strict=True)
         ],
