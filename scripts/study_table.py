@@ -35,7 +35,10 @@ def _recipe(config: dict) -> str:
     if config.get("sam"):
         parts.append(f"sam {config['sam']:g}")
     if config.get("teacher"):
-        parts.append(f"distill {config.get('distill', 0.5):g} from {Path(config['teacher']).name}")
+        cross = " cross-fitted" if config.get("cross_fit") else ""
+        parts.append(f"distill {config.get('distill', 0.5):g}{cross} from {Path(config['teacher']).name}")
+    if config.get("fold"):
+        parts.append(f"fold {config['fold']}/{config.get('folds', 2)} held out")
     if config.get("ema"):
         parts.append(f"ema {config['ema']:g}")
     if config.get("tta_flip"):

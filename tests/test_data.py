@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 import shutil
@@ -552,6 +553,30 @@ def test_max_per_class_samples_before_the_split(tiny_dataset):
     assert kept.groupby(["split", "label"]).size().tolist() == [4] * 6  # each split's classes capped
     with pytest.raises(ValueError, match="max_per_class"):
         data.index_folder(root, max_per_class=0)
+
+
+def test_hold_out_fold_partitions_the_training_split_and_keeps_the_rest(tiny_dataset):
+    index = data.index_folder(tiny_dataset(15), val_fraction=0.2, test_fraction=0.2, seed=4)
+    train = set(index.rows("train")["path"])
+    left_out = []
+    for k in (1, 2, 3):
+        part = data.hold_out_fold(index, k, 3)
+        for split in ("val", "test"):  # only the training split changes
+            assert part.rows(split)["path"].tolist() == index.rows(split)["path"].tolist()
+        kept = set(part.rows("train")["path"])
+        assert kept < train and set(part.rows("unused")["path"]) == train - kept
+        assert part.rows("train").groupby("label").size().tolist() == [6, 6]  # stratified: 9 per class
+        assert f"fold {k} of 3" in part.notes[-1]
+        left_out.append(train - kept)
+    assert set().union(*left_out) == train and sum(map(len, left_out)) == len(train)  # each image once
+    assert set(data.hold_out_fold(index, 2, 3).rows("train")["path"]) == train - left_out[1]  # seeded
+    shuffled = dataclasses.replace(index, frame=index.frame.sample(frac=1, random_state=0))
+    assert set(data.hold_out_fold(shuffled, 2, 3).rows("train")["path"]) == train - left_out[1]  # by path
+    other = data.hold_out_fold(data.index_folder(index.root, val_fraction=0.2, test_fraction=0.2, seed=4), 2, 3)
+    assert set(other.rows("train")["path"]) == train - left_out[1]
+    for fold, folds in ((0, 3), (4, 3), (1, 1), (True, 2)):
+        with pytest.raises(ValueError, match="fold"):
+            data.hold_out_fold(index, fold, folds)
 
 
 def test_random_crop_zooms_into_a_window_and_leaves_other_draws_alone():

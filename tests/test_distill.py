@@ -9,7 +9,13 @@ import pandas as pd
 import pytest
 
 from tfdeepfake import data as data_mod
-from tfdeepfake.distill import TEACHER_FILE, check_teacher, soft_targets, teacher_runs
+from tfdeepfake.distill import (
+    TEACHER_FILE,
+    check_teacher,
+    held_out_mask,
+    soft_targets,
+    teacher_runs,
+)
 
 
 def test_soft_targets_blend_label_and_teacher():
@@ -122,3 +128,45 @@ def test_a_teacher_that_saw_the_validation_images_is_refused(tiny_dataset, tmp_p
                                               str(tmp_path / "none")]))
     with pytest.raises(ValueError, match="'distill'"):
         train.parse_config(["--model", "alexnet", "--distill", "0"])
+
+
+def test_cross_fitted_teacher_scores_each_image_by_the_member_that_left_it_out(tiny_dataset, tmp_path, capsys):
+    from tfdeepfake import ensemble, train
+    from tfdeepfake.predict import predict
+
+    data = tiny_dataset(8, size=32)
+    folds = [_train(data, tmp_path / f"fold{k}", "--fold", str(k), "--folds", "2") for k in (1, 2)]
+    trained = []
+    for k, run in enumerate(folds, 1):
+        split = pd.read_csv(run / "split.csv")
+        assert json.loads((run / "config.json").read_text())["fold"] == k
+        trained.append(set(split.loc[split["split"] == "train", "path"]))
+    assert not trained[0] & trained[1]  # two folds: each image trained one member
+    assert ensemble.main([*map(str, folds), "--name", "xfit", "--root", str(tmp_path), "--no-export"]) == 0
+    teacher = tmp_path / "ensemble-xfit"
+    student = _train(data, tmp_path / "student", "--teacher", str(teacher), "--cross-fit", "--distill", "0.4")
+    assert json.loads((student / "config.json").read_text())["cross_fit"] is True
+    table = pd.read_csv(student / TEACHER_FILE)
+    assert set(table["path"]) == trained[0] | trained[1]
+    by_member = [{r.path: r.probability_fake for r in predict(run, table["path"].tolist(), progress=False).rows}
+                 for run in folds]
+    out_of_fold = [by_member[1][p] if p in trained[0] else by_member[0][p] for p in table["path"]]
+    np.testing.assert_allclose(table["teacher"], out_of_fold, atol=1e-5)
+    np.testing.assert_allclose(table["target"], 0.6 * table["label"] + 0.4 * table["teacher"], atol=1e-6)
+    assert "cross-fitted" in capsys.readouterr().out
+    # a teacher whose members all trained on some image, a single model, and --cross-fit alone are refused
+    seen = tmp_path / "seen"  # two members that trained on the same fold
+    seen.mkdir()
+    (seen / "ensemble.json").write_text(json.dumps({"members": [
+        {"name": name, "model": str(folds[0] / "model.keras")} for name in ("a", "b")]}))
+    (seen / "model.keras").write_bytes((teacher / "model.keras").read_bytes())
+    paths = table["path"].tolist()
+    with pytest.raises(ValueError, match="every member .* trained on 6 of the 12"):
+        held_out_mask(seen, paths)
+    with pytest.raises(ValueError, match="is one model"):
+        held_out_mask(folds[0], paths)
+    with pytest.raises(ValueError, match="'cross_fit'"):
+        train.parse_config(["--model", "alexnet", "--cross-fit"])
+    for bad in (["--fold", "3", "--folds", "2"], ["--fold", "0"], ["--fold", "1", "--folds", "1"]):
+        with pytest.raises(ValueError, match="'fold"):
+            train.parse_config(["--model", "alexnet", *bad])

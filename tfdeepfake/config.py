@@ -65,6 +65,8 @@ class TrainConfig:
     max_per_class: int | None = None
     seed: int = 1337
     split_seed: int | None = None  # None: seed
+    fold: int | None = None  # train without this fold of the training split (data.hold_out_fold)
+    folds: int = 2  # how many folds --fold cuts the training split into
     out: str | None = None
     precision: str = "auto"
     jit_compile: bool = False
@@ -92,6 +94,7 @@ class TrainConfig:
     tta_flip: bool = False
     teacher: str | None = None  # a model whose P(fake) enters the training targets (tfdeepfake.distill)
     distill: float = 0.5  # the teacher's weight in those targets
+    cross_fit: bool = False  # the teacher's members score only the training images they left out
     init_from: str | None = None  # a run folder or .keras file whose weights start this run
     # scale out (#12): tf.distribute strategy; cache of decoded train/val images (auto: memory when
     # they fit cache_budget_gb, None = half the available memory, else files in cache_dir or the run)
@@ -118,6 +121,9 @@ class TrainConfig:
         cli.text(field_("init_from"), self.init_from, optional=True)
         cli.text(field_("teacher"), self.teacher, optional=True)
         number(field_("distill"), self.distill, low=0, high=1, low_open=True)
+        if self.cross_fit is True and not self.teacher:
+            raise cli.UsageError("config field 'cross_fit': true needs 'teacher' (--teacher ENSEMBLE whose "
+                                 "members were trained with --fold 1..N --folds N)")
         if not isinstance(self.test_data, list | tuple):
             raise cli.usage_error(field_("test_data"), self.test_data, "a list of folders")
         for folder in self.test_data:
@@ -142,6 +148,8 @@ class TrainConfig:
         number(field_("max_per_class"), self.max_per_class, low=1, integer=True, optional=True)
         number(field_("seed"), self.seed, low=0, high=2**32 - 1, integer=True)
         number(field_("split_seed"), self.split_seed, low=0, high=2**32 - 1, integer=True, optional=True)
+        number(field_("folds"), self.folds, low=2, integer=True)
+        number(field_("fold"), self.fold, low=1, high=self.folds, integer=True, optional=True)
         number(field_("val_fraction"), self.val_fraction, low=0, high=1, high_open=True)
         number(field_("test_fraction"), self.test_fraction, low=0, high=1, high_open=True)
         total = self.val_fraction + self.test_fraction
@@ -167,7 +175,7 @@ class TrainConfig:
         number(field_("cache_budget_gb"), self.cache_budget_gb, low=0, optional=True)
         for flag in ("jit_compile", "resume", "balance", "augment_flip", "augment_jpeg", "augment_blur",
                      "augment_crop",
-                     "tta_flip", "keep_cache"):
+                     "tta_flip", "keep_cache", "cross_fit"):
             if not isinstance(getattr(self, flag), bool):
                 raise cli.usage_error(field_(flag), getattr(self, flag), "true or false")
         if not isinstance(self.model_options, dict) or not all(isinstance(k, str) for k in self.model_options):

@@ -33,6 +33,7 @@ are ordered by their path relative to the root, so moving the folder does not ch
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -61,6 +62,7 @@ __all__ = [
     "dataset_for",
     "decode_tf",
     "index_eval_folder",
+    "hold_out_fold",
     "index_folder",
     "keras_folder_dataset",
     "load_image",
@@ -241,6 +243,34 @@ def index_folder(
     return DataIndex(frame=frame, skipped=skipped, root=root, layout=layout, seed=seed,
                      val_fraction=val_fraction, test_fraction=test_fraction, balanced=balance,
                      notes=notes, skipped_labels=skipped_labels)
+
+
+def hold_out_fold(index: DataIndex, fold: int, folds: int) -> DataIndex:
+    """A copy of ``index`` whose training split leaves out fold ``fold`` (1-based) of ``folds`` seeded folds
+    of its training images, stratified by class; the fold's rows get split ``unused``.
+
+    The folds depend only on the training rows' paths and labels and ``index.seed``, so the ``folds`` runs
+    ``fold = 1 .. folds`` of one split each leave out another fold and every training image is held out
+    from exactly one of them: cross-fitted teachers for ``train --teacher ENSEMBLE --cross-fit``.
+    """
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ValueError(f"folds must be an integer >= 2; got {folds!r}")
+    if isinstance(fold, bool) or not isinstance(fold, int) or not 1 <= fold <= folds:
+        raise ValueError(f"fold must be an integer from 1 to {folds}; got {fold!r}")
+    frame = index.frame.copy()
+    left_out: list[Any] = []
+    for label in (0, 1):
+        idx = frame.index[(frame["split"] == "train") & (frame["label"] == label)].to_numpy()
+        idx = idx[np.argsort(frame.loc[idx, "path"].to_numpy())]  # order independent of frame order
+        shuffled = np.random.default_rng([index.seed, 3, label]).permutation(idx)
+        left_out += shuffled[fold - 1::folds].tolist()
+    if not left_out or len(left_out) == int((frame["split"] == "train").sum()):
+        raise DataError(f"{index.root}: {int((frame['split'] == 'train').sum())} training images cannot be "
+                        f"cut into {folds} folds leaving some to train on")
+    frame.loc[left_out, "split"] = "unused"
+    note = (f"fold {fold} of {folds} held out (seeded, stratified): {len(left_out)} training images "
+            "left out")
+    return dataclasses.replace(index, frame=frame, notes=[*index.notes, note])
 
 
 def index_eval_folder(root: str | Path) -> DataIndex:

@@ -88,33 +88,79 @@ def check_teacher(teacher: str | Path, index: data_mod.DataIndex, log: Log = pri
                 "the same split (the same --data and --split-seed) or on other images")
 
 
-def teacher_probabilities(teacher: str | Path, index: data_mod.DataIndex, *, batch_size: int = 32,
-                          split: str = "train") -> np.ndarray:
-    """The teacher's P(fake) on each image of ``index``'s ``split``, in the split's row order (each
-    ensemble member at its own input size, as ``evaluate`` scores)."""
+def _score(teacher: str | Path, index: data_mod.DataIndex, split: str,
+           batch_size: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The teacher's P(fake) and its members' (empty for one model) on ``index``'s ``split``, in row order."""
     model = load_model(resolve_model(teacher).model_path)
     batches = at_size(data_mod.dataset_for, index, split, batch_size=batch_size, cache=False)
-    labels, scores, _ = score_by_member(model, batches)
+    labels, scores, by_member = score_by_member(model, batches)
     expected = index.rows(split)["label"].to_numpy().astype(int)
     if labels.shape != expected.shape:  # a file that failed to decode was dropped: order lost
         raise data_mod.DataError(
             f"--teacher: {expected.size - labels.size} of the {expected.size} {split} images could not be "
             "decoded, so the teacher's scores cannot be matched to images")
-    return np.asarray(scores, dtype=np.float64)
+    return np.asarray(scores, dtype=np.float64), by_member
+
+
+def teacher_probabilities(teacher: str | Path, index: data_mod.DataIndex, *, batch_size: int = 32,
+                          split: str = "train") -> np.ndarray:
+    """The teacher's P(fake) on each image of ``index``'s ``split``, in the split's row order (each
+    ensemble member at its own input size, as ``evaluate`` scores)."""
+    return _score(teacher, index, split, batch_size)[0]
+
+
+def held_out_mask(teacher: str | Path, paths: Sequence[str]) -> np.ndarray:
+    """``mask[i, j]``: member ``i`` of the ensemble ``teacher`` did not train on ``paths[j]`` (from each
+    member run's ``split.csv``); ``ValueError`` for one model, a member without ``split.csv``, or an image
+    every member trained on."""
+    runs = teacher_runs(teacher)
+    if len(runs) < 2:
+        raise ValueError(f"--cross-fit: --teacher {teacher} is one model; it needs the ensemble of runs "
+                         "trained with --fold 1..N --folds N (python -m tfdeepfake.ensemble RUN_1 ... RUN_N)")
+    wanted = [str(Path(p).resolve()) for p in paths]
+    mask = np.zeros((len(runs), len(wanted)), dtype=bool)
+    for i, (name, run_dir) in enumerate(runs):
+        manifest = run_dir / _SPLIT_FILE if run_dir else None
+        if manifest is None or not manifest.is_file():
+            raise ValueError(f"--cross-fit: teacher member {name} has no {_SPLIT_FILE} beside it, so the "
+                             "images it trained on are unknown")
+        frame = pd.read_csv(manifest)
+        trained = {str(Path(p).resolve()) for p in frame.loc[frame["split"] == "train", "path"]}
+        mask[i] = [p not in trained for p in wanted]
+    seen_by_all = np.flatnonzero(~mask.any(axis=0))
+    if seen_by_all.size:
+        raise ValueError(f"--cross-fit: every member of --teacher {teacher} trained on {seen_by_all.size} of "
+                         f"the {len(wanted)} training images (e.g. {wanted[seen_by_all[0]]}); train the members "
+                         "with --fold 1..N --folds N on this run's --data and --split-seed")
+    return mask
+
+
+def cross_fit_probabilities(teacher: str | Path, index: data_mod.DataIndex, *,
+                            batch_size: int = 32) -> np.ndarray:
+    """Each training image's P(fake) as the mean over the members of the ensemble ``teacher`` that did not
+    train on it (:func:`held_out_mask`), in the training split's row order: out-of-fold scores."""
+    mask = held_out_mask(teacher, index.rows("train")["path"].tolist())
+    _, by_member = _score(teacher, index, "train", batch_size)
+    scores = np.stack([by_member[name] for name, _ in teacher_runs(teacher)]).astype(np.float64)
+    return (scores * mask).sum(axis=0) / mask.sum(axis=0)
 
 
 def distill_targets(teacher: str | Path, weight: float, index: data_mod.DataIndex, out: Path | None, *,
-                    batch_size: int = 32, log: Log = print_line) -> np.ndarray:
-    """Checked teacher (:func:`check_teacher`), its P(fake) on the training images and their targets
-    (:func:`soft_targets`), logged and written to ``out/teacher.csv``; returns the targets in the
-    training split's row order."""
+                    batch_size: int = 32, cross_fit: bool = False, log: Log = print_line) -> np.ndarray:
+    """Checked teacher (:func:`check_teacher`), its P(fake) on the training images (``cross_fit``: each
+    image's out-of-fold score, :func:`cross_fit_probabilities`) and their targets (:func:`soft_targets`),
+    logged and written to ``out/teacher.csv``; returns the targets in the training split's row order."""
     check_teacher(teacher, index, log)
     rows = index.rows("train")
     labels = rows["label"].to_numpy().astype(int)
-    p = teacher_probabilities(teacher, index, batch_size=batch_size)
+    if cross_fit:
+        p = cross_fit_probabilities(teacher, index, batch_size=batch_size)
+    else:
+        p = teacher_probabilities(teacher, index, batch_size=batch_size)
     targets = soft_targets(labels, p, weight)
     agree = float(np.mean((p >= 0.5) == labels.astype(bool)))
-    log(f"teacher {teacher}: accuracy {agree:.3f} on the {labels.size} training images at 0.5, mean "
+    log(f"teacher {teacher}{' (cross-fitted: each image scored by the members that left it out)' if cross_fit else ''}: "
+        f"accuracy {agree:.3f} on the {labels.size} training images at 0.5, mean "
         f"P(fake) {p[labels == 1].mean():.3f} on fakes and {p[labels == 0].mean():.3f} on real; "
         f"targets = {1 - weight:g} x label + {weight:g} x teacher")
     if out is not None:
@@ -123,5 +169,5 @@ def distill_targets(teacher: str | Path, weight: float, index: data_mod.DataInde
     return targets
 
 
-__all__ = ["TEACHER_FILE", "check_teacher", "distill_targets", "soft_targets", "teacher_probabilities",
-           "teacher_runs"]
+__all__ = ["TEACHER_FILE", "check_teacher", "cross_fit_probabilities", "distill_targets", "held_out_mask",
+           "soft_targets", "teacher_probabilities", "teacher_runs"]

@@ -198,6 +198,8 @@ def experiment_report(cfg: Any, runs: Mapping[str, Path], members: Sequence[str]
     ``train_cfg``: the first run's ``config.json``)."""
     v = versions()
     t = TrainConfig.from_dict(dict(train_cfg))  # the defaults of fields an older config.json lacks
+    distilled = (f", distilled from {t.teacher} (weight {t.distill:g}{', cross-fitted' if t.cross_fit else ''})"
+                 if t.teacher else "")
     lines = ["# tfdeepfake experiment report", ""]
     if command:
         lines += ["```", command, "```", ""]
@@ -226,7 +228,7 @@ def experiment_report(cfg: Any, runs: Mapping[str, Path], members: Sequence[str]
         + (f"; training budget {cfg.budget_minutes} min in all" if cfg.budget_minutes else ""),
         f"- recipe: learning-rate schedule {t.lr_schedule}, label smoothing {t.label_smoothing}"
         f"{f', mixup {t.mixup:g}' if t.mixup else ''}{f', SAM rho {t.sam:g}' if t.sam else ''}"
-        f"{f', distilled from {t.teacher} (weight {t.distill:g})' if t.teacher else ''}, EMA {t.ema}, "
+        f"{distilled}, EMA {t.ema}, "
         f"input {t.input}{' (but see the models line)' if cfg.model_input else ''}, "
         f"test-time flip averaging {t.tta_flip}",
         f"- ensemble: probability average of the {len(members)} best member(s) by validation ROC AUC: "

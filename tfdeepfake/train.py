@@ -458,6 +458,8 @@ def _train(config: TrainConfig, log: Log, strategy: Any, worker: Worker) -> Path
         root, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
         seed=config.resolved_split_seed, balance=config.balance, max_per_class=config.max_per_class,
     )
+    if config.fold is not None:
+        index = data_mod.hold_out_fold(index, config.fold, config.folds)
     log(index.summary())
     if "val" not in index.counts():
         raise ValueError(f"{root}: no validation images (early stopping needs a validation split)")
@@ -474,7 +476,7 @@ def _train(config: TrainConfig, log: Log, strategy: Any, worker: Worker) -> Path
     targets = None  # before the seed: a teacher changes the targets, not the initialisation
     if config.teacher:
         targets = distill_targets(config.teacher, config.distill, index, out if worker.chief else None,
-                                  batch_size=config.batch_size, log=log)
+                                  batch_size=config.batch_size, cross_fit=config.cross_fit, log=log)
     keras.utils.set_random_seed(config.seed)
     precision = keras.mixed_precision.global_policy().name
     image_size = config.resolved_image_size
@@ -700,6 +702,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed of the train/val/test split alone (default: --seed); runs with other --seed "
                         "values and one --split-seed share a validation split, so an ensemble of them "
                         "is chosen and thresholded on it")
+    p.add_argument("--fold", type=int, default=d.fold, metavar="K",
+                   help="train without fold K (1..--folds) of the training split's seeded, stratified folds; "
+                        "the runs --fold 1 .. --fold N of one split are cross-fitted teachers (--cross-fit)")
+    p.add_argument("--folds", type=int, default=d.folds, metavar="N",
+                   help="how many folds --fold cuts the training split into (default %(default)s)")
     p.add_argument("--out", default=None, help="run folder (default runs/<model>-<timestamp>)")
     p.add_argument("--precision", choices=(*PRECISIONS, "auto"), default=d.precision,
                    help="'auto' (default) picks mixed_bfloat16 on CPUs with native bf16 (AVX-512 BF16 / "
@@ -776,6 +783,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "validation images; W is --distill), e.g. one model taught by an ensemble")
     g.add_argument("--distill", type=float, default=d.distill, metavar="W",
                    help="the teacher's weight W in the targets (default %(default)s)")
+    g.add_argument("--cross-fit", action="store_true",
+                   help="with --teacher ENSEMBLE of runs trained with --fold 1..N: each training image's "
+                        "teacher P(fake) is the mean of the members that left it out, so the targets carry "
+                        "the teacher's judgment of images it never saw rather than its memory of them")
     g.add_argument("--ema", type=float, nargs="?", const=0.99, default=d.ema, metavar="MOMENTUM",
                    help="keep an exponential moving average of the weights (momentum 0.99 when given "
                         "alone) and validate, save and score with it")
