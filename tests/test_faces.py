@@ -84,3 +84,18 @@ def test_no_face_in_blank_or_tiny_images() -> None:
     assert detect_faces(np.zeros((8, 8, 3), np.uint8)) == []
     with pytest.raises(ValueError):
         get_detector().detect(np.zeros((20, 20), np.uint8))
+
+
+def test_detector_built_under_a_bf16_global_policy_still_works(face_images: list[np.ndarray]) -> None:
+    import keras
+
+    from tfdeepfake.faces import FaceDetector
+    from tfdeepfake.hardware import precision_policy
+
+    with precision_policy("mixed_bfloat16"):  # as after a bf16 training in the same notebook
+        detector = FaceDetector()
+        faces = detector.detect(face_images[0])
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"  # left as it was
+    assert faces and faces[0].confidence >= 0.9
+    reference = FaceDetector().detect(face_images[0])
+    assert faces[0].box == reference[0].box

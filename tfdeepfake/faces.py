@@ -81,9 +81,17 @@ class FaceDetector:
     @property
     def mtcnn(self) -> Any:
         if self._mtcnn is None:
+            import keras
             from mtcnn import MTCNN
 
-            self._mtcnn = MTCNN(stages="face_and_landmarks_detection")
+            # built in float32 whatever the global policy (a bf16 training earlier in the same process
+            # would otherwise give MTCNN bf16 layers, whose outputs its numpy post-processing rejects)
+            previous = keras.mixed_precision.global_policy()
+            keras.mixed_precision.set_global_policy("float32")
+            try:
+                self._mtcnn = MTCNN(stages="face_and_landmarks_detection")
+            finally:
+                keras.mixed_precision.set_global_policy(previous)
         return self._mtcnn
 
     def detect(self, image: np.ndarray) -> list[Face]:
