@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -17,6 +18,18 @@ import pytest
 from PIL import Image
 
 SHARED_DATA_ENV = "TFDEEPFAKE_SHARED_DATA"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_state():
+    """After each test: Keras' global dtype policy back to float32 (a benchmark helper sets it for its
+    process) and its global state cleared, so no test depends on what ran before it in the same worker
+    and models no longer referenced can be freed."""
+    yield
+    keras = sys.modules.get("keras")
+    if keras is not None:
+        keras.mixed_precision.set_global_policy("float32")
+        keras.backend.clear_session(free_memory=True)
 
 
 def shared_data_root() -> Path:

@@ -60,7 +60,7 @@ def test_dataset_carries_targets_in_place_of_labels(tiny_dataset):
 def _train(data, out, *extra):
     from tfdeepfake import train
 
-    assert train.main(["--model", "alexnet", "--data", str(data), "--image-size", "32", "--epochs", "1",
+    assert train.main(["--model", "alexnet_rnn", "--data", str(data), "--image-size", "32", "--epochs", "1",
                        "--batch-size", "8", "--optimizer", "adam", "--no-augment", "--val-fraction", "0.25",
                        "--test-fraction", "0", "--out", str(out), *extra]) == 0
     return out
