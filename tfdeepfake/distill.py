@@ -67,19 +67,26 @@ def teacher_runs(teacher: str | Path) -> list[tuple[str, Path | None]]:
     return [(ref.name, ref.run_dir)]
 
 
+def _trained_on(run_dir: Path | None) -> set[str] | None:
+    """The resolved paths a run trained on, from its ``split.csv``; None when it has none."""
+    manifest = run_dir / _SPLIT_FILE if run_dir else None
+    if manifest is None or not manifest.is_file():
+        return None
+    frame = pd.read_csv(manifest)
+    return {str(Path(p).resolve()) for p in frame.loc[frame["split"] == "train", "path"]}
+
+
 def check_teacher(teacher: str | Path, index: data_mod.DataIndex, log: Log = print_line) -> None:
     """Refuse a teacher any of whose runs trained on one of ``index``'s validation or test images
     (``ValueError`` naming the run and an image); log the runs whose split is unknown."""
     held_out = {str(Path(p).resolve()) for split in ("val", "test") if split in index.counts()
                 for p in index.rows(split)["path"]}
     for name, run_dir in teacher_runs(teacher):
-        manifest = run_dir / _SPLIT_FILE if run_dir else None
-        if manifest is None or not manifest.is_file():
+        trained = _trained_on(run_dir)
+        if trained is None:
             log(f"teacher {name}: no {_SPLIT_FILE} beside it, so whether it saw this run's validation "
                 "images cannot be checked")
             continue
-        frame = pd.read_csv(manifest)
-        trained = {str(Path(p).resolve()) for p in frame.loc[frame["split"] == "train", "path"]}
         overlap = sorted(trained & held_out)
         if overlap:
             raise ValueError(
@@ -120,12 +127,10 @@ def held_out_mask(teacher: str | Path, paths: Sequence[str]) -> np.ndarray:
     wanted = [str(Path(p).resolve()) for p in paths]
     mask = np.zeros((len(runs), len(wanted)), dtype=bool)
     for i, (name, run_dir) in enumerate(runs):
-        manifest = run_dir / _SPLIT_FILE if run_dir else None
-        if manifest is None or not manifest.is_file():
+        trained = _trained_on(run_dir)
+        if trained is None:
             raise ValueError(f"--cross-fit: teacher member {name} has no {_SPLIT_FILE} beside it, so the "
                              "images it trained on are unknown")
-        frame = pd.read_csv(manifest)
-        trained = {str(Path(p).resolve()) for p in frame.loc[frame["split"] == "train", "path"]}
         mask[i] = [p not in trained for p in wanted]
     seen_by_all = np.flatnonzero(~mask.any(axis=0))
     if seen_by_all.size:
